@@ -1,0 +1,1 @@
+"""Tests of corral.storage (package, so test module names may repeat elsewhere)."""
