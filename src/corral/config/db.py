@@ -1,0 +1,139 @@
+"""The SQLite side of the config store: schema, connection, row access.
+
+One table per object kind (``cluster``, ``nodegroup``, ``node``,
+``instance``) with columns ``uuid`` (primary key), ``name`` (UNIQUE except
+for the cluster), ``serial_no`` and ``data`` (the object's JSON), plus
+``meta`` (``serial_no`` of the whole config, ``schema_version``,
+``config_version``). Callers hold the store's lock; this module only speaks
+SQL.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from corral import constants as C
+from corral import errors
+from corral.config.changes import KIND_CLUSTER, KINDS
+
+SCHEMA_VERSION = 1
+
+META_SERIAL = "serial_no"
+META_SCHEMA = "schema_version"
+META_CONFIG_VERSION = "config_version"
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """Open ``path`` in WAL mode with explicit transactions (autocommit off
+    in Python's sense: ``isolation_level=None``, we issue BEGIN/COMMIT)."""
+    try:
+        conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False,
+                               timeout=30.0)
+        mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            conn.close()
+            raise errors.ConfigurationError(
+                f"Cannot switch {path} to WAL journal mode (got {mode})")
+        # synchronous=FULL: with WAL, NORMAL would also never corrupt the
+        # database, but a power loss could drop the last commits *after*
+        # the job that made them reported success (and after replicas got
+        # them). Config commits are few (one per opcode step), so one fsync
+        # of the WAL per commit is a price worth paying for durability.
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA foreign_keys=OFF")
+    except sqlite3.Error as err:
+        raise errors.ConfigurationError(f"Cannot open configuration {path}: {err}") from err
+    return conn
+
+
+def create_schema(conn: sqlite3.Connection) -> None:
+    """Create tables and meta rows; the caller runs this in a transaction."""
+    conn.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    for kind in KINDS:
+        unique = "" if kind == KIND_CLUSTER else " UNIQUE"
+        # name may be NULL for a moment inside a commit that swaps names.
+        conn.execute(
+            f"CREATE TABLE {kind} (uuid TEXT PRIMARY KEY, name TEXT{unique}, "
+            "serial_no INTEGER NOT NULL, data TEXT NOT NULL)")
+    conn.executemany("INSERT INTO meta (key, value) VALUES (?, ?)", [
+        (META_SERIAL, "0"),
+        (META_SCHEMA, str(SCHEMA_VERSION)),
+        (META_CONFIG_VERSION, str(C.CONFIG_VERSION)),
+    ])
+
+
+def read_meta(conn: sqlite3.Connection) -> dict[str, str]:
+    try:
+        return dict(conn.execute("SELECT key, value FROM meta").fetchall())
+    except sqlite3.Error as err:
+        raise errors.ConfigurationError(f"Not a Corral configuration: {err}") from err
+
+
+def check_schema(meta: dict[str, str], path: Path) -> None:
+    version = meta.get(META_SCHEMA)
+    if version != str(SCHEMA_VERSION):
+        raise errors.ConfigurationError(
+            f"Configuration {path} has schema version {version}, expected {SCHEMA_VERSION}")
+
+
+def iter_rows(conn: sqlite3.Connection, kind: str) -> Iterator[dict[str, Any]]:
+    """Every stored object of ``kind`` as a dict."""
+    for (data,) in conn.execute(f"SELECT data FROM {kind}"):
+        yield json.loads(data)
+
+
+def encode(data: dict[str, Any]) -> str:
+    return json.dumps(data, separators=(",", ":"), sort_keys=True)
+
+
+def set_serial(conn: sqlite3.Connection, serial: int) -> None:
+    conn.execute("UPDATE meta SET value = ? WHERE key = ?", (str(serial), META_SERIAL))
+
+
+def insert(conn: sqlite3.Connection, kind: str, uuid: str, name: str, serial: int,
+           data: dict[str, Any]) -> None:
+    conn.execute(f"INSERT INTO {kind} (uuid, name, serial_no, data) VALUES (?, ?, ?, ?)",
+                 (uuid, name, serial, encode(data)))
+
+
+def upsert(conn: sqlite3.Connection, kind: str, uuid: str, name: str, serial: int,
+           data: dict[str, Any]) -> None:
+    conn.execute(
+        f"INSERT INTO {kind} (uuid, name, serial_no, data) VALUES (?, ?, ?, ?) "
+        "ON CONFLICT(uuid) DO UPDATE SET name = excluded.name, "
+        "serial_no = excluded.serial_no, data = excluded.data",
+        (uuid, name, serial, encode(data)))
+
+
+def update(conn: sqlite3.Connection, kind: str, uuid: str, name: str, old_serial: int,
+           new_serial: int, data: dict[str, Any]) -> bool:
+    """Replace a row if its serial is still ``old_serial``; False if not."""
+    cur = conn.execute(
+        f"UPDATE {kind} SET name = ?, serial_no = ?, data = ? "
+        "WHERE uuid = ? AND serial_no = ?",
+        (name, new_serial, encode(data), uuid, old_serial))
+    return cur.rowcount == 1
+
+
+def clear_name(conn: sqlite3.Connection, kind: str, uuid: str) -> None:
+    conn.execute(f"UPDATE {kind} SET name = NULL WHERE uuid = ?", (uuid,))
+
+
+def delete(conn: sqlite3.Connection, kind: str, uuid: str) -> bool:
+    cur = conn.execute(f"DELETE FROM {kind} WHERE uuid = ?", (uuid,))
+    return cur.rowcount == 1
+
+
+def delete_all(conn: sqlite3.Connection) -> None:
+    for kind in KINDS:
+        conn.execute(f"DELETE FROM {kind}")
+
+
+def rollback(conn: sqlite3.Connection) -> None:
+    """Roll back if a transaction is open (a failed COMMIT may leave one)."""
+    if conn.in_transaction:
+        conn.rollback()
