@@ -306,6 +306,20 @@ class RpcRunner:
         :class:`errors.ProgrammerError` for an unknown procedure or a wrong
         argument count.
         """
+        uuids = list(dict.fromkeys(node_uuids))
+        nodes: dict[str, Node | None] = {uuid: self._cfg.get_node(uuid) for uuid in uuids}
+        return self._call_nodes(procedure, nodes, args, timeout)
+
+    def call_node_object(self, procedure: str, node: Node,
+                         args: list[Any] | tuple[Any, ...] = (),
+                         timeout: float | None = None) -> RpcResult:
+        """:meth:`call` on a node given as object, e.g. one just removed from
+        (or not yet added to) the configuration."""
+        return self._call_nodes(procedure, {node.uuid: node}, args, timeout)[node.uuid]
+
+    def _call_nodes(self, procedure: str, nodes: dict[str, Node | None],
+                    args: list[Any] | tuple[Any, ...], timeout: float | None
+                    ) -> dict[str, RpcResult]:
         rdef = CALLS.get(procedure)
         if rdef is None:
             raise errors.ProgrammerError(f"Unknown RPC procedure '{procedure}'")
@@ -316,11 +330,9 @@ class RpcRunner:
                 f"got {len(args)}")
         body = encode_args(procedure, args)
         tmo = timeout if timeout is not None else call_timeout(procedure, args)
-        uuids = list(dict.fromkeys(node_uuids))
         results: dict[str, RpcResult] = {}
         todo: list[tuple[str, Node]] = []
-        for uuid in uuids:
-            node = self._cfg.get_node(uuid)
+        for uuid, node in nodes.items():
             if node is None:
                 results[uuid] = RpcResult(uuid, procedure, node_uuid=uuid,
                                           fail_msg=f"Node {uuid} is not in the configuration")
@@ -351,7 +363,7 @@ class RpcRunner:
                                     thread_name_prefix=f"rpc-{procedure}") as pool:
                 for (uuid, _), res in zip(todo, pool.map(one, todo)):
                     results[uuid] = res
-        return {uuid: results[uuid] for uuid in uuids}
+        return {uuid: results[uuid] for uuid in nodes}
 
     def call_one(self, procedure: str, node_uuid: str, args: list[Any] | tuple[Any, ...] = (),
                  timeout: float | None = None) -> RpcResult:
