@@ -121,7 +121,16 @@ class LogicalUnit:
         self.op_ctx.feedback(f"STEP {current}/{total} {message}")
 
     def owned_locks(self, level: str) -> set[str]:
-        return self.glm.list_owned(self.owner, level)
+        """Names locked at ``level``; a whole-level lock expands to every
+        object of that level currently in the config."""
+        if self.glm.is_owned_all(self.owner, level):
+            if level == C.LEVEL_INSTANCE:
+                return {i.name for i in self.cfg.get_instances().values()}
+            if level in (C.LEVEL_NODE, C.LEVEL_NODE_RES):
+                return set(self.cfg.get_nodes())
+            if level == C.LEVEL_NODEGROUP:
+                return set(self.cfg.get_nodegroups())
+        return set(self.glm.list_owned(self.owner, level))
 
     def master_uuid(self) -> str:
         return self.cfg.get_cluster().master_node
