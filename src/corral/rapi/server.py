@@ -1,0 +1,171 @@
+"""The RAPI v2 application: URI map, authentication, body parsing, errors.
+
+Mirrors ``ganeti.rapi.connector`` (the URI map) and
+``ganeti.server.rapi.RemoteApiHandler`` (request processing). Order of
+checks per request, as in Ganeti: unknown URI 404, method without handler
+501, authentication/authorisation 400/401/403, body content type 415, body
+JSON 400, forbidden parameters 403, then the handler. Every answer is JSON;
+errors are ``{"code", "message", "explain"}``.
+
+masterd serves the app over HTTPS (port 5080); handlers call the in-process
+:class:`corral.masterd.master.Master` from a thread pool.
+"""
+
+from __future__ import annotations
+
+import http
+import json
+import logging
+import re
+from typing import Any
+from urllib.parse import parse_qs
+
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
+
+from corral.paths import Paths
+from corral.rapi import instances as ri
+from corral.rapi import nodes as rn
+from corral.rapi import resources as rr
+from corral.rapi.auth import HttpError, check_access
+from corral.rapi.base import RequestContext, Resource, map_error
+from corral.rapi.users import UsersFile
+
+log = logging.getLogger(__name__)
+
+_NAME = r"[\w\._-]+"
+_DISK = r"\d+"
+_JOB = r"\d+"
+_QUERY_RES = "|".join(re.escape(r) for r in rr.QR_VIA_RAPI)
+
+# connector.GetHandlers: (regexp, handler class); names match [\w._-]+.
+URI_MAP: list[tuple[re.Pattern[str], type[Resource]]] = [
+    (re.compile(p), cls) for p, cls in [
+        (r"^/$", rr.R_root),
+        (r"^/2$", rr.R_2),
+        (r"^/version$", rr.R_version),
+        (r"^/2/info$", rr.R_2_info),
+        (r"^/2/features$", rr.R_2_features),
+        (r"^/2/os$", rr.R_2_os),
+        (r"^/2/modify$", rr.R_2_cluster_modify),
+        (r"^/2/tags$", rr.R_2_tags),
+        (r"^/2/nodes$", rn.R_2_nodes),
+        (rf"^/2/nodes/({_NAME})$", rn.R_2_nodes_name),
+        (rf"^/2/nodes/({_NAME})/role$", rn.R_2_nodes_name_role),
+        (rf"^/2/nodes/({_NAME})/modify$", rn.R_2_nodes_name_modify),
+        (rf"^/2/nodes/({_NAME})/tags$", rn.R_2_nodes_name_tags),
+        (r"^/2/instances$", ri.R_2_instances),
+        (rf"^/2/instances/({_NAME})$", ri.R_2_instances_name),
+        (rf"^/2/instances/({_NAME})/info$", ri.R_2_instances_name_info),
+        (rf"^/2/instances/({_NAME})/reboot$", ri.R_2_instances_name_reboot),
+        (rf"^/2/instances/({_NAME})/startup$", ri.R_2_instances_name_startup),
+        (rf"^/2/instances/({_NAME})/shutdown$", ri.R_2_instances_name_shutdown),
+        (rf"^/2/instances/({_NAME})/reinstall$", ri.R_2_instances_name_reinstall),
+        (rf"^/2/instances/({_NAME})/rename$", ri.R_2_instances_name_rename),
+        (rf"^/2/instances/({_NAME})/modify$", ri.R_2_instances_name_modify),
+        (rf"^/2/instances/({_NAME})/activate-disks$",
+         ri.R_2_instances_name_activate_disks),
+        (rf"^/2/instances/({_NAME})/deactivate-disks$",
+         ri.R_2_instances_name_deactivate_disks),
+        (rf"^/2/instances/({_NAME})/disk/({_DISK})/grow$",
+         ri.R_2_instances_name_disk_grow),
+        (rf"^/2/instances/({_NAME})/tags$", ri.R_2_instances_name_tags),
+        (r"^/2/jobs$", rr.R_2_jobs),
+        (rf"^/2/jobs/({_JOB})$", rr.R_2_jobs_id),
+        (rf"^/2/jobs/({_JOB})/wait$", rr.R_2_jobs_id_wait),
+        (rf"^/2/query/({_QUERY_RES})$", rr.R_2_query),
+        (rf"^/2/query/({_QUERY_RES})/fields$", rr.R_2_query_fields),
+    ]
+]
+
+HTTP_APP_JSON = "application/json"
+_METHODS = ["GET", "PUT", "POST", "DELETE", "HEAD", "OPTIONS", "PATCH"]
+
+
+def resolve(path: str) -> tuple[type[Resource], tuple[str, ...]] | None:
+    """The handler class and URI groups of ``path``, None if unknown."""
+    for pattern, cls in URI_MAP:
+        m = pattern.match(path)
+        if m:
+            return cls, m.groups()
+    return None
+
+
+def error_response(err: HttpError) -> Response:
+    """``{"code", "message", "explain"}`` with the error's status and headers."""
+    try:
+        status = http.HTTPStatus(err.code)
+        phrase, explain = status.phrase, status.description
+    except ValueError:
+        phrase, explain = "Error", ""
+    body = {"code": err.code, "message": err.message or phrase, "explain": explain}
+    return Response(json.dumps(body), status_code=err.code, media_type=HTTP_APP_JSON,
+                    headers=err.headers)
+
+
+def _json_response(value: Any) -> Response:
+    return Response(json.dumps(value), status_code=200, media_type=HTTP_APP_JSON)
+
+
+def parse_body(content_type: str | None, raw: bytes) -> Any:
+    """The JSON body (None when empty); 415 for a non-JSON content type.
+
+    Like Ganeti, a body without a Content-Type is taken as JSON; media type
+    parameters (``; charset=utf-8``) are ignored.
+    """
+    if not raw:
+        return None
+    media = (content_type or HTTP_APP_JSON).split(";", 1)[0].strip().lower()
+    if media != HTTP_APP_JSON:
+        raise HttpError(415)
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise HttpError(400, "Unable to parse JSON data") from None
+
+
+def create_app(master: Any, paths: Paths, require_authentication: bool = False) -> FastAPI:
+    """The RAPI v2 FastAPI application.
+
+    ``master`` is a :class:`corral.masterd.master.Master` (or anything with
+    its methods); users come from ``paths.rapi_users`` (re-read when it
+    changes). With ``require_authentication`` every request needs a valid
+    user (Ganeti's ``--require-authentication``).
+    """
+    users = UsersFile(paths.rapi_users)
+    app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None,
+                  title="Corral RAPI")
+    app.state.master = master
+    app.state.users = users
+
+    async def dispatch(request: Request) -> Response:
+        path = request.url.path
+        method = request.method.upper()
+        try:
+            found = resolve(path)
+            if found is None:
+                raise HttpError(404)
+            cls, items = found
+            fn = cls.handler(method)
+            if fn is None:
+                raise HttpError(501, f"Method {method} is unsupported for path {path}")
+            user = await run_in_threadpool(
+                check_access, users, request.headers.get("authorization"),
+                cls.access(method), require_authentication)
+            body = parse_body(request.headers.get("content-type"), await request.body())
+            queryargs = {k: v for k, v in parse_qs(request.url.query).items() if v}
+            ctx = RequestContext(master=master, method=method, path=path, items=items,
+                                 queryargs=queryargs, body=body, user=user)
+            resource = cls(ctx)
+            resource.check_forbidden()
+            result = await run_in_threadpool(fn, resource)
+        except Exception as exc:  # noqa: BLE001 - every error becomes an HTTP answer
+            err = map_error(exc)
+            if err.code >= 500 and err.code != 501:
+                log.warning("RAPI %s %s failed: %s %s", method, path, err.code, err.message)
+            return error_response(err)
+        return _json_response(result)
+
+    app.add_api_route("/{rest:path}", dispatch, methods=_METHODS, include_in_schema=False)
+    return app
