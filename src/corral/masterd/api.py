@@ -1,0 +1,120 @@
+"""The client API of masterd: LUXI methods over HTTP on a unix socket.
+
+Mirrors Ganeti's LUXI server (``Ganeti.Query.Server``): a request names a
+method and carries positional arguments, the reply is ``{"success": bool,
+"result": ...}`` where a failure's result is an encoded error
+(``[class_name, [message, ecode]]``, see :func:`errors.encode_exception`).
+Instead of LUXI's ``0x03``-framed JSON the transport is HTTP:
+``POST /luxi/<Method>`` with the body ``{"args": [...]}``.
+
+Every method is a plain (sync) endpoint, so FastAPI runs it in its thread
+pool; blocking calls such as ``WaitForJobChange`` never stall the event loop.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio.to_thread
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from corral import errors
+from corral.masterd.master import Master
+
+log = logging.getLogger(__name__)
+
+# Threads serving requests at once (WaitForJobChange holds one each).
+THREAD_POOL_SIZE = 64
+
+# LUXI method name -> Master method name.
+METHODS: dict[str, str] = {
+    "SubmitJob": "submit_job",
+    "SubmitManyJobs": "submit_many",
+    "WaitForJobChange": "wait_for_job_change",
+    "CancelJob": "cancel_job",
+    "ArchiveJob": "archive_job",
+    "AutoArchiveJobs": "auto_archive",
+    "ChangeJobPriority": "change_job_priority",
+    "SetDrainFlag": "set_drain_flag",
+    "QueryJobs": "query_jobs",
+    "Query": "query",
+    "QueryFields": "query_fields",
+    "QueryInstances": "query_instances",
+    "QueryNodes": "query_nodes",
+    "QueryGroups": "query_groups",
+    "QueryClusterInfo": "query_cluster_info",
+    "QueryConfigValues": "query_config_values",
+    "QueryTags": "query_tags",
+    "CreateJoinToken": "create_join_token",
+}
+
+
+class LuxiRequest(BaseModel):
+    """Body of a request: the method's positional arguments."""
+
+    args: list[Any] = Field(default_factory=list)
+
+
+def _reply(success: bool, result: Any) -> JSONResponse:
+    return JSONResponse({"success": success, "result": result})
+
+
+def _failure(err: BaseException) -> JSONResponse:
+    return _reply(False, errors.encode_exception(err))
+
+
+def call_method(master: Master, method: str, args: list[Any]) -> Any:
+    """Call LUXI ``method`` of ``master`` with positional ``args``.
+
+    Raises ``OpPrereqError`` (ECODE_INVAL) for an unknown method or a wrong
+    number of arguments; otherwise whatever the method raises.
+    """
+    attr = METHODS.get(method)
+    if attr is None:
+        raise errors.OpPrereqError(f"Unknown method '{method}'", errors.ECODE_INVAL)
+    fn: Callable[..., Any] = getattr(master, attr)
+    try:
+        inspect.signature(fn).bind(*args)
+    except TypeError as exc:
+        raise errors.OpPrereqError(f"Invalid arguments for {method}: {exc}",
+                                   errors.ECODE_INVAL) from None
+    return fn(*args)
+
+
+def create_app(master: Master) -> FastAPI:
+    """The FastAPI application of the client API for ``master``."""
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        anyio.to_thread.current_default_thread_limiter().total_tokens = THREAD_POOL_SIZE
+        yield
+
+    app = FastAPI(title="corral-masterd client API", docs_url=None, redoc_url=None,
+                  openapi_url=None, lifespan=lifespan)
+
+    @app.exception_handler(RequestValidationError)
+    async def _bad_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        return _failure(errors.OpPrereqError(f"Invalid request: {exc.errors()}",
+                                             errors.ECODE_INVAL))
+
+    @app.post("/luxi/{method}")
+    def luxi(method: str, body: LuxiRequest) -> JSONResponse:
+        log.debug("LUXI request %s", method)
+        try:
+            # Encoding inside the try: a result that is not JSON is an error too.
+            return _reply(True, call_method(master, method, body.args))
+        except errors.CorralError as err:
+            log.info("LUXI %s failed: %s", method, err)
+            return _failure(err)
+        except Exception as err:
+            log.exception("LUXI %s: unexpected error", method)
+            return _failure(err)
+
+    return app
