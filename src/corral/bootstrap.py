@@ -105,6 +105,27 @@ def _check_choices(values: Iterable[str] | None, known: Iterable[str],
     return out
 
 
+def _with_guest_kernel(paths: Paths, hvparams: dict[str, dict[str, Any]] | None,
+                       enabled: list[str]) -> dict[str, dict[str, Any]] | None:
+    """Default kvm ``kernel_path``/``initrd_path`` to the guest kernel prepared
+    on this node (``corral node prepare-guest-kernel``), if there is one and
+    the caller did not choose others."""
+    from corral.guestkernel import guest_kernel_paths
+
+    if C.HT_KVM not in enabled:
+        return hvparams
+    if not isinstance(hvparams, dict) and hvparams is not None:
+        return hvparams         # _check_hvparams reports the error
+    kvm = dict((hvparams or {}).get(C.HT_KVM, {}))
+    guest = guest_kernel_paths(paths)
+    if "kernel_path" in kvm or not (Path(guest.kernel_path).is_file()
+                                    and Path(guest.initrd_path).is_file()):
+        return hvparams
+    kvm["kernel_path"] = str(guest.kernel_path)
+    kvm.setdefault("initrd_path", str(guest.initrd_path))
+    return {**(hvparams or {}), C.HT_KVM: kvm}
+
+
 def _check_hvparams(hvparams: dict[str, Any] | None,
                     enabled: list[str]) -> dict[str, dict[str, Any]]:
     from corral.cmdlib.common import check_hvparams_syntax
@@ -250,7 +271,7 @@ def init_cluster(paths: Paths, cluster_name: str, primary_ip: str,
                                  "hypervisor")
     templates = _check_choices(enabled_disk_templates, C.DISK_TEMPLATES, C.DTS_IMPLEMENTED,
                                "disk template")
-    hvp = _check_hvparams(hvparams, hypervisors)
+    hvp = _check_hvparams(_with_guest_kernel(paths, hvparams, hypervisors), hypervisors)
     bep = _check_params(beparams, C.BES_PARAMETER_TYPES, "backend")
     nicp = _check_params(nicparams, C.NICS_PARAMETER_TYPES, "nic")
     if nicp.get(C.NIC_MODE, C.NIC_MODE_BRIDGED) not in C.NIC_VALID_MODES:

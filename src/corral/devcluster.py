@@ -12,6 +12,7 @@ describes the cluster for :func:`down` and for tests.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -58,6 +59,8 @@ class DevCluster:
     nodes: list[DevNode]
     rapi_port: int = C.DEFAULT_RAPI_PORT
     taps: list[str] = field(default_factory=list)
+    # Linux bridges made for the cluster's bridged NICs (kvm), deleted by down.
+    bridges: list[str] = field(default_factory=list)
 
     @property
     def master(self) -> DevNode:
@@ -144,12 +147,14 @@ def up(n: int, directory: str | os.PathLike[str],
     for node in nodes:
         _link_shared_storage(node.paths, shared)
     dev.save()
+    hypervisors = list(hypervisors)
     try:
         master = nodes[0]
+        hvparams, nicparams = _kvm_setup(dev, hypervisors)
         init_cluster(master.paths, cluster_name, master.ip, master_name=master.name,
-                     noded_port=noded_port, enabled_hypervisors=list(hypervisors),
+                     noded_port=noded_port, enabled_hypervisors=hypervisors,
                      enabled_disk_templates=list(disk_templates), rapi_port=rapi_port,
-                     feedback_fn=feedback_fn)
+                     hvparams=hvparams, nicparams=nicparams, feedback_fn=feedback_fn)
         for node in nodes[1:]:
             add_node(dev, node, feedback_fn)
     except BaseException as exc:
@@ -157,6 +162,38 @@ def up(n: int, directory: str | os.PathLike[str],
         down(directory)
         raise
     return dev
+
+
+def bridge_name(directory: str | os.PathLike[str]) -> str:
+    """The bridge of the dev cluster in ``directory`` (at most 15 characters)."""
+    digest = hashlib.sha1(os.fsencode(Path(directory).resolve())).hexdigest()[:8]
+    return f"crlbr{digest}"
+
+
+def _kvm_setup(dev: DevCluster, hypervisors: list[str]
+               ) -> tuple[dict[str, dict[str, Any]] | None, dict[str, Any] | None]:
+    """For kvm: a guest kernel (shared by all nodes on this machine) and a
+    bridge without uplink for bridged NICs. Returns (hvparams, nicparams)."""
+    if C.HT_KVM not in hypervisors:
+        return None, None
+    from corral.guestkernel import prepare_guest_kernel
+
+    guest = prepare_guest_kernel(dev.master.paths)
+    bridge = bridge_name(dev.directory)
+    if not Path(f"/sys/class/net/{bridge}").exists():
+        res = run_command(["ip", "link", "add", "name", bridge, "type", "bridge"], timeout=10)
+        if res.failed:
+            raise errors.OpPrereqError(f"Cannot create bridge {bridge}: {res.output.strip()}",
+                                       errors.ECODE_ENVIRON)
+    dev.bridges.append(bridge)
+    dev.save()
+    res = run_command(["ip", "link", "set", bridge, "up"], timeout=10)
+    if res.failed:
+        raise errors.OpPrereqError(f"Cannot bring bridge {bridge} up: {res.output.strip()}",
+                                   errors.ECODE_ENVIRON)
+    hvparams = {C.HT_KVM: {"kernel_path": str(guest.kernel_path),
+                           "initrd_path": str(guest.initrd_path)}}
+    return hvparams, {C.NIC_MODE: C.NIC_MODE_BRIDGED, C.NIC_LINK: bridge}
 
 
 def _link_shared_storage(paths: Paths, shared: Path) -> None:
@@ -218,6 +255,12 @@ def down(directory: str | os.PathLike[str], purge: bool = False) -> list[str]:
             res = run_command(["ip", "link", "delete", tap], timeout=10)
             notes.append(f"deleted tap {tap}" if not res.failed
                          else f"could not delete tap {tap}: {res.output.strip()}")
+    for bridge in (dev.bridges if dev else []):
+        # Only bridges this cluster made (recorded in its state file).
+        if Path(f"/sys/class/net/{bridge}/bridge").exists():
+            res = run_command(["ip", "link", "delete", bridge, "type", "bridge"], timeout=10)
+            if res.failed:
+                notes.append(f"could not delete bridge {bridge}: {res.output.strip()}")
     for mount in _mounts_below(directory):
         res = run_command(["umount", "-l", mount], timeout=30)
         notes.append(f"unmounted {mount}" if not res.failed

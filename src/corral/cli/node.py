@@ -18,6 +18,7 @@ from corral.cli import (
     build_op,
     generic_list,
     generic_list_fields,
+    get_env,
     known_field_names,
     query_rows,
     root_option,
@@ -177,3 +178,22 @@ def modify(name: str, **opts: Any) -> int:
 
 
 add_tag_commands(node, C.TAG_NODE)
+
+
+@node.command("prepare-guest-kernel")
+def prepare_guest_kernel_cmd() -> int:
+    """Install a guest kernel and initrd for kvm instances on this node.
+
+    Takes the kernel from Debian's linux-image-cloud-amd64 package and builds
+    a small busybox initrd that loads the virtio modules; a cluster
+    initialised afterwards uses them as kvm's default kernel_path/initrd_path.
+    """
+    from corral.guestkernel import prepare_guest_kernel
+
+    paths = get_env().paths
+    paths.ensure_dirs()
+    guest = prepare_guest_kernel(paths)
+    o.out(f"Guest kernel {guest.version}:")
+    o.out(f"  kernel_path: {guest.kernel_path}")
+    o.out(f"  initrd_path: {guest.initrd_path}")
+    return 0

@@ -21,6 +21,7 @@ from typing import IO
 from corral import constants as C
 from corral import crypto, errors
 from corral.noded import state as noded_state
+from corral.bundled_os import install_bundled_os
 from corral.noded.server import NodeDaemon, install_signal_handlers
 from corral.paths import Paths
 
@@ -91,6 +92,11 @@ def main(argv: list[str] | None = None) -> int:
     token = args.join_token or os.environ.pop(ENV_JOIN_TOKEN, None) or None
     paths.ensure_dirs()
     setup_logging(paths, args.debug)
+    try:
+        install_bundled_os(paths)
+    except (errors.CorralError, OSError) as err:
+        # The node still works without them; os diagnose reports the gap.
+        log.error("cannot install the OS definitions shipped with Corral: %s", err)
     if token is not None and crypto.node_certs_present(paths):
         log.warning("this node is already joined to a cluster; the join token is ignored")
         token = None
