@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import time
 from typing import Any
@@ -221,7 +222,7 @@ def _shutdown(paths: Paths, inst: Instance, timeout: float) -> None:
             if tried and remaining <= 0:
                 break
             try:
-                hv.stop_instance(inst, retry=tried, timeout=max(int(remaining), 0))
+                hv.stop_instance(inst, retry=tried, timeout=max(math.ceil(remaining), 0))
             except errors.HypervisorError as err:
                 if not _running(hv, inst):
                     break
