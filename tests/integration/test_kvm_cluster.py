@@ -198,3 +198,22 @@ def test_noded_restart_keeps_instances_running(kvm_cluster: Any, client: Any) ->
     assert not _qemu_pids(name)
     _run(client, {"OP_ID": "OP_INSTANCE_REMOVE", "instance_name": name,
                   "shutdown_timeout": 30})
+
+
+@pytest.mark.slow
+def test_debootstrap_instance_reaches_login(kvm_cluster: Any, client: Any) -> None:
+    """Debian's unmodified ganeti-instance-debootstrap, through the cluster."""
+    from corral.debootstrap_os import configure_debootstrap
+
+    configure_debootstrap()
+    name = "deb1"
+    _run(client, {"OP_ID": "OP_INSTANCE_CREATE", "instance_name": name, "mode": "create",
+                  "disk_template": "file", "os_type": "debootstrap+default", "pnode": "node1",
+                  "disks": [{"size": 2048}], "nics": [{}], "name_check": False,
+                  "ip_check": False, "beparams": {"maxmem": 256, "minmem": 256}})
+    with SerialReader(_serial(kvm_cluster, "node1", name), reconnect=True) as console:
+        console.wait_for(f"{name} login:", 600)
+    assert _status(client, name) == "running"
+    _run(client, {"OP_ID": "OP_INSTANCE_REMOVE", "instance_name": name,
+                  "shutdown_timeout": 60})
+    assert not _qemu_pids(name)
