@@ -20,12 +20,14 @@ from pathlib import Path
 from typing import Any
 
 from qemu.qmp import ConnectError, ExecInterruptedError, ExecuteError, QMPClient, QMPError
+from qemu.qmp.qmp_client import NegotiationError
 
 from corral import errors
 
 log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT = 10.0
+NEGOTIATION_ATTEMPTS = 5
 
 _locks: dict[str, threading.Lock] = {}
 _locks_guard = threading.Lock()
@@ -80,13 +82,29 @@ class QmpMonitor:
         with _lock_for(self.socket_path):
             return _run_sync(self._session(commands), tmo, self.socket_path)
 
+    async def _connect(self) -> QMPClient:
+        """A negotiated QMP session; a garbled negotiation is retried.
+
+        Right after an incoming migration completes, QEMU was seen (under
+        load) to answer the first ``qmp_capabilities`` with something else;
+        a fresh connection then works.
+        """
+        for attempt in range(NEGOTIATION_ATTEMPTS):
+            qmp = QMPClient("corral")
+            try:
+                await qmp.connect(self.socket_path)
+                return qmp
+            except ConnectError as err:
+                if not isinstance(err.exc, NegotiationError) or \
+                        attempt == NEGOTIATION_ATTEMPTS - 1:
+                    raise MonitorUnavailable(
+                        f"Cannot connect to QMP socket {self.socket_path}: {err}") from err
+                log.debug("QMP negotiation on %s failed (%s); retrying", self.socket_path, err)
+                await asyncio.sleep(0.2)
+        raise AssertionError("unreachable")
+
     async def _session(self, commands: list[tuple[str, dict[str, Any] | None]]) -> list[Any]:
-        qmp = QMPClient("corral")
-        try:
-            await qmp.connect(self.socket_path)
-        except ConnectError as err:
-            raise MonitorUnavailable(
-                f"Cannot connect to QMP socket {self.socket_path}: {err}") from err
+        qmp = await self._connect()
         results: list[Any] = []
         try:
             for command, arguments in commands:
