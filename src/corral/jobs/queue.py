@@ -79,17 +79,22 @@ class JobQueue(JobExecutionMixin):
 
     # ------------------------------------------------------------ lifecycle
 
-    def start(self) -> None:
+    def start(self, on_lost: Callable[[list[tuple[int, list[dict[str, Any]]]]], None]
+              | None = None) -> None:
         """Recover jobs of a previous process and start the scheduler.
 
         ``canceling`` jobs become ``canceled``; ``waiting``/``running`` ones
         get their current and following opcodes ``error`` with an encoded
         :class:`errors.JobLost`; ``queued`` jobs are run normally.
+        ``on_lost`` gets ``[(job_id, [opcode dicts])]`` of the jobs found
+        interrupted, before any job runs (masterd reconciles the cluster
+        with it); its exceptions are logged, not raised.
         """
         with self._lock:
             if self._started:
                 return
             lost = errors.encode_exception(errors.JobLost(JOB_LOST_MSG))
+            lost_jobs: list[tuple[int, list[dict[str, Any]]]] = []
             queued: list[QueuedJob] = []
             for job in self._store.load_jobs(self._store.unfinished_ids()).values():
                 status = job.calc_status()
@@ -99,11 +104,17 @@ class JobQueue(JobExecutionMixin):
                 elif status in (C.JOB_STATUS_WAITING, C.JOB_STATUS_RUNNING):
                     log.warning("Job %s was %s at the last shutdown, marking it lost",
                                 job.id, status)
+                    lost_jobs.append((job.id, [op.input for op in job.ops]))
                     self._finish(job, self._first_unfinished(job), C.OP_STATUS_ERROR, lost)
                 elif status == C.JOB_STATUS_QUEUED:
                     queued.append(job)
                 else:  # finished, only the stored status was stale
                     self._store.update_job(job)
+            if lost_jobs and on_lost is not None:
+                try:
+                    on_lost(lost_jobs)
+                except Exception:  # noqa: BLE001 - recovery must not stop the queue
+                    log.exception("Reconciling after interrupted jobs failed")
             for job in sorted(queued, key=lambda j: j.id):
                 self._enqueue(job)
             self._started = True

@@ -192,6 +192,7 @@ def run(paths: Paths, rapi_bind: str | None, rapi_port: int | None, no_rapi: boo
     from corral.config import ConfigStore
     from corral.jobs import JobQueue
     from corral.locking import LockManager
+    from corral.masterd.reconcile import reconcile_lost_jobs
     from corral.masterd.replication import ConfigReplicator
     from corral.mcpu import Processor
     from corral.rpc import RpcRunner
@@ -219,7 +220,7 @@ def run(paths: Paths, rapi_bind: str | None, rapi_port: int | None, no_rapi: boo
     sock = bind_unix_socket(paths.master_socket)
     try:
         replicator.start()
-        queue.start()
+        queue.start(on_lost=lambda lost: reconcile_lost_jobs(context, lost))
         log.info("Job queue started; serving the client API on %s", paths.master_socket)
         api_config = uvicorn.Config(api.create_app(master), log_config=None,
                                     access_log=False, lifespan="on",
