@@ -10,27 +10,18 @@ the cluster's client certificates.
 from __future__ import annotations
 
 import ipaddress
-import socket
 from typing import Any
 
 from corral import constants as C
 from corral import crypto, errors
 from corral.cmdlib.base import FeedbackFn, LogicalUnit, QueryLU
+from corral.cmdlib.instance_utils import resolve_hostname
 from corral.cmdlib.common import (build_ssconf, distribute_cluster_files,
                                   file_storage_paths_text, validate_params)
 from corral.noded.join import join_node
 from corral.objects import Node, new_uuid
 from corral.query import field_definitions, gather_live_data, needs_live_data, query
 from corral.rpc import NodeClient
-
-
-def _resolve_node_ip(name: str) -> str:
-    try:
-        return socket.getaddrinfo(name, None, socket.AF_INET)[0][4][0]
-    except OSError as exc:
-        raise errors.OpPrereqError(
-            f"Node name '{name}' cannot be resolved ({exc}); give --primary-ip",
-            errors.ECODE_RESOLVER) from None
 
 
 class LUNodeAdd(LogicalUnit):
@@ -80,7 +71,7 @@ class LUNodeAdd(LogicalUnit):
         elif existing is not None:
             self.primary_ip = existing.primary_ip
         else:
-            self.primary_ip = _resolve_node_ip(op.node_name)
+            self.primary_ip = resolve_hostname(op.node_name)[1]
         self.secondary_ip = op.secondary_ip or self.primary_ip
         for node in self.cfg.get_node_list():
             if node.name != op.node_name and \
