@@ -22,6 +22,8 @@ _LU_MODULES = (
     "corral.cmdlib.instance_query",
     "corral.cmdlib.instance_storage",
     "corral.cmdlib.instance_migration",
+    "corral.cmdlib.instance_move",
+    "corral.cmdlib.node_migration",
     "corral.cmdlib.backup",
     "corral.cmdlib.os",
     "corral.cmdlib.tags",

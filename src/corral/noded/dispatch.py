@@ -31,12 +31,23 @@ _BACKEND_MODULES: dict[str, tuple[str, ...]] = {
     "corral.backend.instance": (
         "instance_info", "all_instances_info", "instance_list", "instance_start",
         "instance_shutdown", "instance_reboot", "instance_balloon_memory", "instance_os_add",
-        "instance_run_rename", "instance_console_info"),
+        "instance_run_rename", "instance_console_info",
+        "migration_info", "accept_instance", "instance_migrate",
+        "instance_get_migration_status", "instance_finalize_migration_dst",
+        "instance_finalize_migration_src"),
     "corral.backend.blockdev": (
         "blockdev_create", "blockdev_remove", "blockdev_assemble", "blockdev_shutdown",
         "blockdev_find", "blockdev_getdimensions", "blockdev_grow", "blockdev_rename",
         "file_storage_dir_create", "file_storage_dir_remove", "file_storage_dir_rename"),
     "corral.backend.os": ("os_diagnose", "os_validate"),
+    "corral.backend.disk_mirror": (
+        "instance_mirror_export", "instance_mirror_unexport", "instance_mirror_start",
+        "instance_mirror_status", "instance_mirror_finish"),
+    "corral.backend.impexp": (
+        "import_start", "export_start", "impexp_status", "impexp_abort", "impexp_cleanup"),
+    "corral.backend.export": (
+        "export_info", "finalize_export", "export_list", "export_remove",
+        "x509_cert_create", "x509_cert_remove"),
 }
 
 # procedure -> backend module name

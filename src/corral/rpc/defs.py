@@ -73,6 +73,32 @@ CALLS: dict[str, RpcDef] = {d.name: d for d in (
            "run the OS rename script"),
     RpcDef("instance_console_info", ("instance", "primary_node", "node_group", "hvparams",
                                      "beparams"), _U, "-> InstanceConsole dict"),
+    # -- live migration (TLMigrateInstance; source/target as in node-daemon.md §5)
+    RpcDef("migration_info", ("instance",), _N,
+           "source: -> opaque text for the target's accept_instance"),
+    RpcDef("accept_instance", ("instance", "info", "target"), _N,
+           "target: prepare to receive; disks must be assembled here; target = this "
+           "node's IP"),
+    RpcDef("instance_migrate", ("cluster_name", "instance", "target", "live"), _S,
+           "source: start migrating to target (IP); returns at once, poll the status"),
+    RpcDef("instance_get_migration_status", ("instance",), _S,
+           "source: -> MigrationStatus dict {status, transferred_ram, total_ram (bytes), "
+           "postcopy_status, downtime_ms}"),
+    RpcDef("instance_finalize_migration_dst", ("instance", "info", "success"), _N,
+           "target: success -> instance runs here; failure -> nothing left here"),
+    RpcDef("instance_finalize_migration_src", ("instance", "success", "live"), _S,
+           "source: success -> stop and clean up here; failure -> keep running here"),
+    # -- live migration of local disks (kvm: NBD export + blockdev-mirror) ----
+    RpcDef("instance_mirror_export", ("instance", "host"), _N,
+           "target: export the incoming instance's disks over NBD on host (this node's "
+           "IP) -> {host, port, exports}"),
+    RpcDef("instance_mirror_unexport", ("instance",), _N, "target: remove the NBD exports"),
+    RpcDef("instance_mirror_start", ("instance", "host", "port", "exports"), _N,
+           "source: mirror every disk to the target's NBD exports"),
+    RpcDef("instance_mirror_status", ("instance",), _U,
+           "source: -> [{drive, offset, len (bytes), ready, status, error}]"),
+    RpcDef("instance_mirror_finish", ("instance", "success"), _N,
+           "source: end the mirror jobs (graceful after success) and drop the NBD clients"),
     # -- block devices -------------------------------------------------------
     RpcDef("blockdev_create", ("disk", "size", "owner", "on_primary", "info",
                                "exclusive_storage"), _N, "size MiB -> real path"),
@@ -94,4 +120,31 @@ CALLS: dict[str, RpcDef] = {d.name: d for d in (
            "-> [[name, path, status, diagnose, variants, parameters, api_versions, trusted]]"),
     RpcDef("os_validate", ("required", "name", "checks", "params", "force_variant"), _F,
            "-> bool (False if OS missing and not required); RPCFail if invalid"),
+    # -- import/export (disk transfers, see corral.impexp) ------------------
+    RpcDef("import_start", ("opts", "instance", "component", "dest"), _N,
+           "opts: {key_name, ca_pem, compress, magic, expected_size (MiB), connect_timeout, "
+           "connect_retries, listen_host}; dest: [\"file\", virtual_path] | [\"raw\", disk] | "
+           "[\"script\", disk, disk_index] -> transfer name"),
+    RpcDef("export_start", ("opts", "host", "port", "instance", "component", "source"), _N,
+           "as import_start; host:port is the importer's listen address -> transfer name"),
+    RpcDef("impexp_status", ("names",), _F,
+           "-> [status dict (recent_output, listen_port, connected, progress_mbytes, "
+           "progress_throughput (MiB/s), progress_eta (s), progress_percent, exit_status, "
+           "error_message, done) or None for unknown names]"),
+    RpcDef("impexp_abort", ("name",), _N, "SIGTERM the transfer -> bool (was running)"),
+    RpcDef("impexp_cleanup", ("name",), _N,
+           "stop the transfer if running, undo a partial import, remove its directory"),
+    # -- exports (corral.backend.export; layout in corral.export_format) ----
+    RpcDef("export_info", ("path",), _F,
+           "path: virtual export directory -> config.ini text (RPCFail if missing, "
+           "corrupt or incomplete)"),
+    RpcDef("finalize_export", ("instance", "snap_disks"), _N,
+           "snap_disks: [disk | false] per disk, images in <export_dir>/<name>.new/<uuid>; "
+           "writes config.ini, replaces <name> with <name>.new"),
+    RpcDef("export_list", (), _F, "-> sorted export names (no <name>.new)"),
+    RpcDef("export_remove", ("export",), _F, "remove <export_dir>/<export>"),
+    # -- X509 keys of inter-cluster transfers --------------------------------
+    RpcDef("x509_cert_create", ("validity",), _N,
+           "validity in seconds -> [name, cert_pem] (key kept on the node)"),
+    RpcDef("x509_cert_remove", ("name",), _N, ""),
 )}
