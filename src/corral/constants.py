@@ -307,7 +307,9 @@ HT_MIGRATION_MODES = (HT_MIGRATION_LIVE, HT_MIGRATION_NONLIVE)
 
 # Cluster defaults.
 DEFAULT_CANDIDATE_POOL_SIZE = 10
-DEFAULT_COMPRESSION_TOOLS = ("gzip", "gzip-fast", "gzip-slow")
+# Ganeti enables the gzip family by default; Corral adds zstd (fast and
+# installed by setup), still refused at transfer time on a node without it.
+DEFAULT_COMPRESSION_TOOLS = ("gzip", "gzip-fast", "gzip-slow", "zstd")
 DEFAULT_FILE_STORAGE_DIR = "/srv/corral/file-storage"
 DEFAULT_SHARED_FILE_STORAGE_DIR = "/srv/corral/shared-file-storage"
 
