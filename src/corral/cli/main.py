@@ -17,6 +17,7 @@ from corral.cli.daemon import daemon
 from corral.cli.devcluster import dev_cluster
 from corral.cli.instance import instance
 from corral.cli.job import job
+from corral.cli import migration  # noqa: F401 - adds failover/migrate/move/evacuate
 from corral.cli.node import node
 from corral.cli.os import os_group
 
