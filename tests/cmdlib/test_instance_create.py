@@ -138,7 +138,7 @@ def _create_op(name: str, **kw: Any) -> dict[str, Any]:
     ({"os_type": None}, errors.ECODE_INVAL, "OS"),
     ({"os_type": "no-such-os"}, errors.ECODE_INVAL, "no-such-os"),
     ({"no_install": True}, errors.ECODE_INVAL, "no_install"),
-    ({"mode": "import"}, errors.ECODE_INVAL, "not implemented"),
+    ({"mode": "import"}, errors.ECODE_NOENT, "No export found"),
     ({"pnode": None, "iallocator": "hail"}, errors.ECODE_INVAL, "not implemented"),
     ({"pnode": None}, errors.ECODE_INVAL, "primary node"),
     ({"beparams": {"maxmem": 128, "minmem": 256}}, errors.ECODE_INVAL, "Minimum memory"),

@@ -1,7 +1,7 @@
 """Entry points: ``corral`` and the ``gnt-*`` aliases.
 
-``corral [--root DIR] cluster|node|instance|os|job|dev-cluster|daemon ...``;
-``gnt-cluster``, ``gnt-node``, ``gnt-instance``, ``gnt-os`` and ``gnt-job``
+``corral [--root DIR] cluster|node|instance|os|job|backup|dev-cluster|daemon ...``;
+``gnt-cluster``, ``gnt-node``, ``gnt-instance``, ``gnt-os``, ``gnt-job`` and ``gnt-backup``
 run the same command groups directly (each also takes ``--root``; the
 default root is ``$CORRAL_ROOT`` or ``/``).
 """
@@ -12,6 +12,7 @@ import click
 
 from corral import __version__
 from corral.cli import CorralGroup, root_option
+from corral.cli.backup import backup
 from corral.cli.cluster import cluster
 from corral.cli.daemon import daemon
 from corral.cli.devcluster import dev_cluster
@@ -29,7 +30,7 @@ def corral(root: str | None) -> None:
     """Corral: a Ganeti-compatible cluster virtualization manager."""
 
 
-for _group in (cluster, node, instance, os_group, job, dev_cluster, daemon):
+for _group in (cluster, node, instance, os_group, job, dev_cluster, daemon, backup):
     corral.add_command(_group)
 
 
@@ -55,6 +56,10 @@ def gnt_os() -> None:
 
 def gnt_job() -> None:
     job.main(prog_name="gnt-job")
+
+
+def gnt_backup() -> None:
+    backup.main(prog_name="gnt-backup")
 
 
 if __name__ == "__main__":

@@ -66,11 +66,21 @@ class LUInstanceCreate(LogicalUnit):
     HPATH = "instance-add"
     HTYPE = C.HTYPE_INSTANCE
     REQ_BGL = False
+    MODES: tuple[str, ...] = (C.INSTANCE_CREATE,)
+    INSTALL_STEP = "running the OS create script"
+
+    def __new__(cls, context: Any, op: Any, *args: Any, **kwargs: Any) -> "LUInstanceCreate":
+        # Imports (modes import and remote-import) are done by a subclass.
+        if cls is LUInstanceCreate and getattr(op, "mode", None) in (
+                C.INSTANCE_IMPORT, C.INSTANCE_REMOTE_IMPORT):
+            from corral.cmdlib.instance_import import LUInstanceImport
+            cls = LUInstanceImport
+        return super().__new__(cls)
 
     # -- arguments ----------------------------------------------------------------
     def check_arguments(self) -> None:
         op = self.op
-        if op.mode != C.INSTANCE_CREATE:
+        if op.mode not in self.MODES:
             raise errors.OpPrereqError(f"Instance creation mode '{op.mode}' is not "
                                        "implemented yet", errors.ECODE_INVAL)
         if op.no_install and op.start:
@@ -279,8 +289,7 @@ class LUInstanceCreate(LogicalUnit):
                 create_disks(self, inst)
                 state["disks"] = True
             if not op.no_install:
-                step = "running the OS create script"
-                feedback_fn("* running the instance OS create scripts...")
+                step = self.INSTALL_STEP
                 self._install(inst)
             if op.start:
                 step = "starting the instance"
@@ -310,6 +319,7 @@ class LUInstanceCreate(LogicalUnit):
         return [node_name(self, u) for u in inst.all_nodes]
 
     def _install(self, inst: Instance) -> None:
+        self.log_info("* running the instance OS create scripts...")
         current = self.cfg.get_instance(inst.uuid) or inst
         if current.disks:
             ok, _ = assemble_disks(self, current)

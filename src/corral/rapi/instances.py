@@ -10,6 +10,8 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from corral import constants as C
+from corral import errors
+from corral.rapi import RAPI_ACCESS_READ, RAPI_ACCESS_WRITE
 from corral.rapi.auth import HttpError
 from corral.rapi.base import (
     Resource,
@@ -17,6 +19,7 @@ from corral.rapi.base import (
     check_parameter,
     check_type,
     op_dict,
+    poll_job,
     query_dicts,
 )
 from corral.rapi.resources import TagsResource
@@ -30,6 +33,7 @@ I_FIELDS = ("name", "admin_state", "os", "pnode", "snodes", "disk_template", "ni
             "tags")
 
 REQ_DATA_VERSION = "__version__"
+CONSOLE_TIMEOUT = 60.0      # seconds for the OP_INSTANCE_CONSOLE job
 
 
 def _update_beparams(inst: dict[str, Any]) -> dict[str, Any]:
@@ -197,6 +201,50 @@ class R_2_instances_name_disk_grow(Resource):
     def POST(self) -> int:
         return self.submit_from_body("OP_INSTANCE_GROW_DISK", self.body, {
             "instance_name": self.items[0], "disk": int(self.items[1])})
+
+
+class R_2_instances_name_console(Resource):
+    """How to reach the console: ``objects.InstanceConsole`` as a dict (keys
+    without value left out, as Ganeti's ``ToDict``); 503 when the instance
+    is not running. Ganeti answers from a query; Corral runs the
+    OP_INSTANCE_CONSOLE job, which checks the instance on its node."""
+
+    NAME = "instances_name_console"
+    GET_ACCESS: ClassVar[list[str]] = [RAPI_ACCESS_WRITE, RAPI_ACCESS_READ]
+
+    def GET(self) -> dict[str, Any]:
+        op = op_dict("OP_INSTANCE_CONSOLE", instance_name=self.items[0],
+                     reason=self.reason_trail())
+        try:
+            console = poll_job(self.master, self.submit([op]), CONSOLE_TIMEOUT)[0]
+        except errors.OpPrereqError as err:
+            if err.ecode == errors.ECODE_STATE:
+                raise HttpError(503, f"Instance console unavailable: {err}") from None
+            raise
+        check_type(console, dict, "Console information")
+        return {k: v for k, v in console.items() if v is not None}
+
+
+class R_2_instances_name_prepare_export(Resource):
+    """OP_BACKUP_PREPARE; ``mode`` query argument (``local``/``remote``)."""
+
+    NAME = "instances_name_prepare_export"
+
+    def PUT(self) -> int:
+        return self.submit_from_body("OP_BACKUP_PREPARE", {}, {
+            "instance_name": self.items[0], "mode": self.str_arg("mode")})
+
+
+class R_2_instances_name_export(Resource):
+    """OP_BACKUP_EXPORT from the body; ``destination`` is ``target_node``."""
+
+    NAME = "instances_name_export"
+    PUT_RENAME: ClassVar[dict[str, str]] = {"destination": "target_node"}
+
+    def PUT(self) -> int:
+        body = check_type(self.body if self.body is not None else {}, dict, "Body contents")
+        return self.submit_from_body("OP_BACKUP_EXPORT", body,
+                                     {"instance_name": self.items[0]}, self.PUT_RENAME)
 
 
 class R_2_instances_name_tags(TagsResource):
