@@ -29,6 +29,7 @@ from corral.cli import (
     submit_op,
 )
 from corral.cli import output as o
+from corral.cli.console import console as console_command
 from corral.cli.options import (
     convert_hvparams,
     force_dict_type,
@@ -610,3 +611,5 @@ def deactivate_disks(name: str, **opts: Any) -> int:
 
 
 add_tag_commands(instance, C.TAG_INSTANCE)
+
+instance.add_command(console_command)

@@ -32,7 +32,7 @@ from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
 from corral import crypto, errors
-from corral.noded import dispatch, join
+from corral.noded import console, dispatch, join
 from corral.noded import state as noded_state
 from corral.paths import Paths
 
@@ -67,8 +67,12 @@ def _handle_call(paths: Paths, procedure: str,
 
 
 def create_joined_app(paths: Paths, daemon: "NodeDaemon | None" = None) -> FastAPI:
-    """The RPC application: ``POST /<procedure>`` -> :func:`dispatch.call`."""
+    """The RPC application: ``POST /<procedure>`` -> :func:`dispatch.call`,
+    and the console WebSocket ``/console/<instance>`` (:mod:`.console`)."""
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+    console.add_console_route(
+        app, paths, lambda: "Node daemon is switching mode"
+        if daemon is not None and daemon.switching else None)
 
     @app.api_route("/{procedure}", methods=ALL_METHODS)
     async def rpc(procedure: str, request: Request) -> JSONResponse:
@@ -251,8 +255,13 @@ class NodeDaemon:
         return create_unjoined_app(self.paths, self), crypto.server_ssl_context(path, None)
 
     def _config(self, app: FastAPI, ctx: ssl.SSLContext) -> uvicorn.Config:
+        # WebSockets (consoles) only in joined mode, where clients must present
+        # a cluster certificate. "websockets-sansio": the websockets package's
+        # maintained API (the "websockets" choice uses its deprecated one).
+        ws = "websockets-sansio" if self.mode == "joined" else "none"
         return uvicorn.Config(
-            app, host=self.bind, port=self.port, http="h11", ws="none", lifespan="off",
+            app, host=self.bind, port=self.port, http="h11", ws=ws, lifespan="off",
+            ws_max_size=console.MAX_WS_MESSAGE,
             log_config=None, access_log=True, proxy_headers=False, server_header=False,
             timeout_keep_alive=KEEP_ALIVE_S, timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
             ssl_context_factory=lambda _config, _default: ctx)

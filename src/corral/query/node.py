@@ -107,6 +107,8 @@ def node_fields() -> dict[str, FieldDef]:
         _f("pip", "PrimaryIP", "text", "Primary IP address", _attr("primary_ip")),
         _f("sip", "SecondaryIP", "text", "Secondary IP address",
            lambda ctx, n: n.secondary_ip or n.primary_ip),
+        _f("noded_port", "NodedPort", "number", "TCP port of the node daemon (Corral)",
+           _attr("noded_port")),
         _f("offline", "Offline", "bool", "Whether node is marked offline", _attr("offline")),
         _f("drained", "Drained", "bool", "Whether node is drained", _attr("drained")),
         _f("master_candidate", "MasterC", "bool", "Whether node is a master candidate",

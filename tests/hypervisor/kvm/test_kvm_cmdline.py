@@ -273,6 +273,19 @@ def test_security_pool_refused() -> None:
         base(hvp(security_model="pool"))
 
 
+def test_serial_console_log() -> None:
+    """With a log file the serial socket is a chardev that also logs (the
+    console's history), restarted empty at each start."""
+    files = cl.NodeFiles(**{**FILES.__dict__, "serial_log": "/l/kvm/vm1,x.serial.log"})
+    argv = cl.build_exec_argv(base(), hvparams=hvp(), files=files, disks=[], nics=[])
+    assert opt(argv, "-serial") == ["chardev:serial0"]
+    assert "socket,id=serial0,path=/r/ctrl/vm1.serial,server=on,wait=off,logfile=" \
+           "/l/kvm/vm1,,x.serial.log,logappend=off" in opt(argv, "-chardev")
+    argv = cl.build_exec_argv(base(), hvparams=hvp(serial_console=False), files=files,
+                              disks=[], nics=[])
+    assert "-serial" not in argv and not opt(argv, "-chardev")
+
+
 def test_socket_path_with_comma_refused() -> None:
     files = cl.NodeFiles("/p", "/a,b.qmp", "/m", "/s", "/q", "/c")
     with pytest.raises(errors.HypervisorError, match="comma"):

@@ -105,6 +105,7 @@ class NodeFiles:
     serial_socket: str
     qga_socket: str
     chroot_dir: str
+    serial_log: str = ""        # "" = no console log (plain -serial unix:...)
 
 
 @dataclass
@@ -291,7 +292,14 @@ def build_exec_argv(base: list[str], *, hvparams: dict[str, Any], files: NodeFil
     argv += ["-qmp", f"unix:{_no_comma(files.qmp_socket, 'QMP socket')},server=on,wait=off"]
     argv += ["-monitor",
              f"unix:{_no_comma(files.monitor_socket, 'monitor socket')},server=on,wait=off"]
-    if hvp.get("serial_console"):
+    if hvp.get("serial_console") and files.serial_log:
+        # The same socket as below, plus a log of the output: QEMU writes it
+        # also while no client is connected (history for consoles).
+        argv += ["-chardev", (f"socket,id=serial0,path={_escape(files.serial_socket)},"
+                              f"server=on,wait=off,logfile={_escape(files.serial_log)},"
+                              "logappend=off"),
+                 "-serial", "chardev:serial0"]
+    elif hvp.get("serial_console"):
         argv += ["-serial",
                  f"unix:{_no_comma(files.serial_socket, 'serial socket')},server=on,wait=off"]
     if hvp.get("use_guest_agent"):

@@ -224,9 +224,9 @@ class KVMHypervisor(base.BaseHypervisor):
 
     def _local_link(self, link: str) -> str:
         """This node's path of a disk link (another node's root on the same
-        machine has another instance-disks directory)."""
-        if os.path.exists(link):
-            return link
+        machine has another instance-disks directory). The local link wins:
+        a migration target must open its own disks, not the source's, even
+        when the source's link is visible on the same machine."""
         local = self.paths.instance_disks_dir / os.path.basename(link)
         return str(local) if local.exists() else link
 
@@ -466,7 +466,9 @@ class KVMHypervisor(base.BaseHypervisor):
         """Serial console over ssh + socat (as Ganeti), else VNC/SPICE, else a message.
 
         The socket path assumes the node's state root is ``/`` (or
-        ``CORRAL_ROOT`` here); noded-side consoles use :mod:`.console`.
+        ``CORRAL_ROOT`` here). Corral's own ``gnt-instance console`` does not
+        use ssh: it reaches the same socket through the primary node's noded
+        (:mod:`corral.noded.console`).
         """
         hvp = cls.fill_hvparams(hvparams)
         if hvp.get("serial_console"):

@@ -12,6 +12,11 @@ Mirrors Ganeti's ``/var/run/ganeti/kvm-hypervisor/`` layout below
     nic/<name>/<seq>       tap device of NIC <seq>
     chroot/<name>          empty chroot directory (use_chroot)
 
+and, below ``paths.log_dir``, ``kvm/<name>.serial.log``: everything the guest
+wrote on its serial console since QEMU started (QEMU's chardev ``logfile``,
+also written while no client is connected; kept after the instance stops for
+post-mortem reading, truncated by the next start).
+
 Everything the hypervisor needs about a running instance is in these files,
 so a freshly started node daemon sees, stops and cleans up instances started
 by its predecessor. An instance is alive when the pid in its pid file is a
@@ -96,11 +101,15 @@ class RuntimeDirs:
         self.nic_dir = self.base / "nic"
         self.chroot_dir = self.base / "chroot"
         self.chroot_quarantine_dir = self.base / "chroot-quarantine"
+        self.console_log_dir = paths.log_dir / C.HT_KVM
 
     def ensure(self) -> None:
         for d in (self.pid_dir, self.ctrl_dir, self.conf_dir, self.nic_dir, self.chroot_dir):
             d.mkdir(parents=True, exist_ok=True)
         os.chmod(self.ctrl_dir, 0o700)
+        # Console output may hold secrets typed or printed on the console.
+        self.console_log_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.console_log_dir, 0o700)
 
     def pid_file(self, name: str) -> Path:
         return self.pid_dir / name
@@ -113,6 +122,10 @@ class RuntimeDirs:
 
     def serial_socket(self, name: str) -> Path:
         return self.ctrl_dir / f"{name}.serial"
+
+    def serial_log(self, name: str) -> Path:
+        """Log of the serial console output (see the module docstring)."""
+        return self.console_log_dir / f"{name}.serial.log"
 
     def qga_socket(self, name: str) -> Path:
         return self.ctrl_dir / f"{name}.qga"
@@ -142,7 +155,8 @@ class RuntimeDirs:
         return NodeFiles(pidfile=str(self.pid_file(name)), qmp_socket=str(sockets[0]),
                          monitor_socket=str(sockets[1]), serial_socket=str(sockets[2]),
                          qga_socket=str(sockets[3]),
-                         chroot_dir=str(self.instance_chroot(name)))
+                         chroot_dir=str(self.instance_chroot(name)),
+                         serial_log=str(self.serial_log(name)))
 
     # -- runtime file ------------------------------------------------------------
     def save_runtime(self, name: str, runtime: KvmRuntime) -> None:
