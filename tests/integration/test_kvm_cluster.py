@@ -217,3 +217,39 @@ def test_debootstrap_instance_reaches_login(kvm_cluster: Any, client: Any) -> No
     _run(client, {"OP_ID": "OP_INSTANCE_REMOVE", "instance_name": name,
                   "shutdown_timeout": 60})
     assert not _qemu_pids(name)
+
+
+def test_failover_from_an_offline_node(kvm_cluster: Any, client: Any) -> None:
+    """node2 dies (noded and qemu gone) and is marked offline; the guest on
+    shared storage comes up on node1 with ``failover --ignore-consistency``."""
+    name = "kvm4"
+    _run(client, {"OP_ID": "OP_INSTANCE_CREATE", "instance_name": name, "mode": "create",
+                  "disk_template": "sharedfile", "os_type": "busybox+default",
+                  "pnode": "node2", "disks": [{"size": 256}], "nics": [],
+                  "name_check": False, "ip_check": False,
+                  "beparams": {"maxmem": 128, "minmem": 128}})
+    with SerialReader(_serial(kvm_cluster, "node2", name), reconnect=True) as console:
+        console.wait_for("login:", BOOT_TIMEOUT)
+    node2 = kvm_cluster.node("node2")
+    assert daemons.stop_daemon(node2.paths, daemons.NODED)
+    for pid in _qemu_pids(name):
+        os.kill(pid, signal.SIGKILL)
+    try:
+        _run(client, {"OP_ID": "OP_NODE_SET_PARAMS", "node_name": "node2", "offline": True})
+        assert _status(client, name) == "ERROR_nodeoffline"
+        with pytest.raises(Exception) as exc:
+            _run(client, {"OP_ID": "OP_INSTANCE_FAILOVER", "instance_name": name,
+                          "target_node": "node1", "shutdown_timeout": 10})
+        assert "node2" in str(exc.value)
+        _run(client, {"OP_ID": "OP_INSTANCE_FAILOVER", "instance_name": name,
+                      "target_node": "node1", "ignore_consistency": True,
+                      "shutdown_timeout": 10})
+        with SerialReader(_serial(kvm_cluster, "node1", name), reconnect=True) as console:
+            console.wait_for(READY.format(name=name), BOOT_TIMEOUT)
+        assert _status(client, name) == "running"
+        assert len(_qemu_pids(name)) == 1
+    finally:
+        daemons.start_noded(node2.paths, node2.ip, node2.noded_port)
+        _run(client, {"OP_ID": "OP_NODE_SET_PARAMS", "node_name": "node2", "offline": False})
+    _run(client, {"OP_ID": "OP_INSTANCE_REMOVE", "instance_name": name,
+                  "shutdown_timeout": 30})
