@@ -32,7 +32,6 @@ import os
 import re
 import secrets
 import ssl
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -45,6 +44,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from corral import errors
+from corral.fileio import write_file_atomic
 from corral.paths import Paths
 
 CA_VALIDITY_DAYS = 10 * 365
@@ -83,28 +83,7 @@ def write_pem(path: str | os.PathLike[str], data: str | bytes, mode: int = 0o600
 
     The parent directory is created if missing. Raises ``OSError``.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    raw = data.encode("ascii") if isinstance(data, str) else data
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(raw)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    write_file_atomic(path, data, mode=mode)
 
 
 def split_pem(pem: str | bytes) -> tuple[str, str | None]:

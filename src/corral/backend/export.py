@@ -20,7 +20,6 @@ name (``opts.key_name``). Failures raise :class:`errors.RPCFail`.
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import logging
 import os
@@ -36,6 +35,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from corral.fileio import fsync_dir, write_file_atomic
 from corral import constants as C
 from corral import errors, export_format
 from corral.backend.impexp import crypto_keys_dir
@@ -54,14 +54,6 @@ X509_CERT_FILE = "cert"
 
 def _fail(msg: str, ecode: str = errors.ECODE_INVAL) -> errors.RPCFail:
     return errors.RPCFail(msg, ecode)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _export_root(paths: Paths) -> Path:
@@ -149,26 +141,14 @@ def finalize_export(paths: Paths, instance: dict[str, Any],
     text = export_format.build_config_ini(instance, disks)
     try:
         new.mkdir(mode=0o750, parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".config.ini.", dir=new)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(text)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.chmod(tmp, 0o640)
-            os.replace(tmp, new / C.EXPORT_CONF_FILE)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
-        _fsync_dir(new)
+        write_file_atomic(new / C.EXPORT_CONF_FILE, text, mode=0o640)
         old = None
         if final.exists():
             # Out of the way under a hidden name (never listed), then dropped.
             old = final.with_name(f".{final.name}.old-{secrets.token_hex(4)}")
             os.rename(final, old)
         os.rename(new, final)
-        _fsync_dir(final.parent)
+        fsync_dir(final.parent)
     except OSError as err:
         raise _fail(f"Cannot finalize the export of {inst.name}: {err}",
                     errors.ECODE_ENVIRON) from None

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import grp
 import logging
-import os
 import pwd
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from corral import errors
+from corral.fileio import write_file_atomic
 from corral.paths import Paths, normalize_virtual
 
 log = logging.getLogger(__name__)
@@ -33,40 +32,6 @@ _SSCONF_KEY_RE = re.compile(r"^[a-z_]+$")
 _SSCONF_UPLOAD_RE = re.compile(r"^/var/lib/corral/ssconf_[a-z_]+$")
 SSCONF_FILE_MODE = 0o644
 MAX_SSCONF_SIZE = 128 * 1024
-
-
-def write_file_atomic(path: str | os.PathLike[str], data: bytes, mode: int = 0o600,
-                      uid: int | None = None, gid: int | None = None,
-                      atime: float | None = None, mtime: float | None = None) -> None:
-    """Write ``data`` to ``path`` atomically with ``mode`` (and owner/times if given).
-
-    The parent directory is created if needed. Raises ``OSError``.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        os.fchmod(fd, mode)
-        if uid is not None or gid is not None:
-            os.fchown(fd, -1 if uid is None else uid, -1 if gid is None else gid)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        if atime is not None and mtime is not None:
-            os.utime(tmp, (atime, mtime))
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def is_upload_allowed(file_name: str) -> bool:

@@ -16,13 +16,13 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import time
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
 from corral import constants as C
+from corral.fileio import write_file_atomic
 from corral import errors, osdef
 from corral.backend.blockdev import (
     decode_disk,
@@ -104,13 +104,9 @@ def _extend_reason(reason: Any, source: str) -> list[list[Any]]:
 
 def store_reason_trail(paths: Paths, instance_name: str, trail: list[list[Any]]) -> None:
     """Write the reason trail to ``instance_reason_dir/<name>`` (JSON, atomic)."""
-    d = paths.instance_reason_dir
-    target = d / instance_name
-    tmp = d / f".{instance_name}.{os.getpid()}.tmp"
     try:
-        d.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(json.dumps(trail), encoding="utf-8")
-        os.replace(tmp, target)
+        write_file_atomic(paths.instance_reason_dir / instance_name, json.dumps(trail),
+                          mode=0o644, durable=False)
     except OSError as err:
         log.warning("cannot store the reason trail of %s: %s", instance_name, err)
 

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import collections
 import json
-import os
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -26,6 +24,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError
 
+from corral.fileio import write_file_atomic
 from corral.impexp import MIB, STATUS_FILE
 
 RECENT_LINES = 20
@@ -55,17 +54,7 @@ def write_status(status_dir: Path, status: TransferStatus) -> None:
     """Write ``status_dir/status`` atomically. Raises ``OSError``."""
     status.mtime = time.time()
     data = json.dumps(status.model_dump(mode="json"), sort_keys=True)
-    fd, tmp = tempfile.mkstemp(prefix=".status.", dir=status_dir)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(data)
-        os.replace(tmp, status_dir / STATUS_FILE)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    write_file_atomic(status_dir / STATUS_FILE, data, mode=0o644, durable=False)
 
 
 def read_status(status_dir: Path) -> TransferStatus | None:

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from corral.fileio import write_file_atomic
 from corral import constants as C
 from corral import errors
 from corral.hypervisor.kvm.cmdline import NodeFiles
@@ -161,10 +162,7 @@ class RuntimeDirs:
     # -- runtime file ------------------------------------------------------------
     def save_runtime(self, name: str, runtime: KvmRuntime) -> None:
         self.ensure()
-        path = self.runtime_file(name)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(runtime.serialize())
-        os.replace(tmp, path)
+        write_file_atomic(self.runtime_file(name), runtime.serialize(), mode=0o644)
 
     def load_runtime(self, name: str) -> KvmRuntime:
         """Raises :class:`errors.HypervisorError` if there is no runtime file."""
