@@ -242,6 +242,13 @@ class LUClusterVerifyConfig(QueryLU):
         return not bad
 
 
+def merge_params(current: dict[str, Any], updates: dict[str, Any]) -> dict[str, Any]:
+    """``current`` updated with ``updates``; a ``None`` value removes the key
+    (back to the inherited default, Ganeti's ``-key`` syntax)."""
+    merged = {**current, **updates}
+    return {k: v for k, v in merged.items() if v is not None}
+
+
 _SIMPLE_CLUSTER_PARAMS = (
     "candidate_pool_size", "max_running_jobs", "max_tracked_jobs", "maintain_node_health",
     "prealloc_wipe_disks", "default_iallocator", "default_iallocator_params",
@@ -336,10 +343,7 @@ class LUClusterSetParams(LogicalUnit):
             new.enabled_disk_templates = list(op.enabled_disk_templates)
         if op.hvparams:
             for hv, params in op.hvparams.items():
-                merged = dict(new.hvparams.get(hv, {}))
-                merged.update(params)
-                merged = {k: v for k, v in merged.items() if v is not None}
-                new.hvparams[hv] = merged
+                new.hvparams[hv] = merge_params(new.hvparams.get(hv, {}), params)
         for hv in new.enabled_hypervisors:
             check_hvparams_syntax(hv, new.get_hv_defaults(hv))
         if op.os_hvp:
@@ -347,26 +351,18 @@ class LUClusterSetParams(LogicalUnit):
                 target = new.os_hvp.setdefault(os_name, {})
                 for hv, params in per_hv.items():
                     get_hypervisor_class(hv)  # refuses unknown hypervisors
-                    merged = dict(target.get(hv, {}))
-                    merged.update(params)
-                    target[hv] = {k: v for k, v in merged.items() if v is not None}
+                    target[hv] = merge_params(target.get(hv, {}), params)
         if op.beparams is not None:
-            merged = dict(new.beparams.get("default", {}))
-            merged.update(op.beparams)
-            new.beparams["default"] = {k: v for k, v in merged.items() if v is not None}
+            new.beparams["default"] = merge_params(new.beparams.get("default", {}),
+                                                   op.beparams)
         if op.nicparams is not None:
-            merged = dict(new.nicparams.get("default", {}))
-            merged.update(op.nicparams)
-            new.nicparams["default"] = {k: v for k, v in merged.items() if v is not None}
+            new.nicparams["default"] = merge_params(new.nicparams.get("default", {}),
+                                                    op.nicparams)
         if op.ndparams is not None:
-            merged = dict(new.ndparams)
-            merged.update(op.ndparams)
-            new.ndparams = {k: v for k, v in merged.items() if v is not None}
+            new.ndparams = merge_params(new.ndparams, op.ndparams)
         if op.osparams is not None:
             for os_name, params in op.osparams.items():
-                merged = dict(new.osparams.get(os_name, {}))
-                merged.update(params)
-                new.osparams[os_name] = {k: v for k, v in merged.items() if v is not None}
+                new.osparams[os_name] = merge_params(new.osparams.get(os_name, {}), params)
         if op.diskparams is not None:
             for dt, params in op.diskparams.items():
                 if dt not in C.DISK_TEMPLATES:
