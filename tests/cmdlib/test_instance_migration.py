@@ -52,6 +52,7 @@ def test_file_migration_needs_a_mirroring_hypervisor() -> None:
         caps.check_disk_mirror_supported(C.DT_FILE, C.HT_FAKE)
     assert exc.value.ecode == errors.ECODE_STATE
     caps.check_disk_mirror_supported(C.DT_SHARED_FILE, C.HT_FAKE)
+    caps.check_disk_mirror_supported(C.DT_FILE, C.HT_KVM)       # KVM mirrors local disks
     with pytest.raises(errors.OpPrereqError, match="'plain' does not allow migrations"):
         caps.check_template_allows([C.DT_PLAIN], caps.ACTION_MIGRATE)
     assert caps.templates_allowing(caps.ACTION_MOVE) == C.DTS_COPYABLE

@@ -14,7 +14,7 @@ source's disks are removed only after success. Used by
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from corral import errors
@@ -32,7 +32,19 @@ from corral.objects import Disk, Instance, MigrationStatus
 # Migration statuses of MigrationStatus (Ganeti's HV_MIGRATION_*, KVM's setup).
 _MIGRATION_ACTIVE = frozenset({"active", "postcopy-active", "setup"})
 _MIGRATION_COMPLETED = "completed"
-MIGRATION_POLL_INTERVAL = 0.5       # seconds between status polls
+MIGRATION_POLL_INTERVAL = 0.5       # seconds between status polls, once under way
+# The first polls come sooner, so that a migration of a small guest (a few
+# hundred ms) is not kept waiting for a full interval.
+_FIRST_POLLS = (0.02, 0.03, 0.05, 0.1, 0.2, 0.3)
+
+
+def _poll_delays() -> Iterator[float]:
+    """Seconds to sleep between polls: short at first, then the interval."""
+    yield from _FIRST_POLLS
+    while True:
+        yield MIGRATION_POLL_INTERVAL
+
+
 _MIB = 1024 * 1024
 
 
@@ -179,6 +191,7 @@ class MigrationRun:
         if res.fail_msg:
             self._fail(fb, "Could not mirror the disks of instance", res.fail_msg)
         start, last = time.monotonic(), -1
+        delays = _poll_delays()
         while True:
             res = self._call("instance_mirror_status", self.source, [self._enc()])
             jobs = res.payload if not res.fail_msg and isinstance(res.payload, list) else None
@@ -198,7 +211,7 @@ class MigrationRun:
                 fb(f"* disk mirror progress: {100.0 * done / total:.1f} % ({_mib(done)} of "
                    f"{_mib(total)})")
                 last = done
-            self.sleep(MIGRATION_POLL_INTERVAL)
+            self.sleep(next(delays))
 
     def _end_mirror(self, success: bool) -> None:
         """Stop the mirror jobs on the source, then the exports on the target;
@@ -223,6 +236,7 @@ class MigrationRun:
         fb("* starting memory transfer")
         start = time.monotonic()
         last_reported = -1
+        delays = _poll_delays()
         while True:
             res = self._call("instance_get_migration_status", self.source, [self._enc()])
             status: MigrationStatus | None = None
@@ -251,7 +265,7 @@ class MigrationRun:
                 fb(f"* memory transfer progress: {pct:.1f} % ({_mib(status.transferred_ram)} "
                    f"of {_mib(status.total_ram)})")
                 last_reported = status.transferred_ram
-            self.sleep(MIGRATION_POLL_INTERVAL)
+            self.sleep(next(delays))
 
     def _fail(self, fb: FeedbackFn, what: str, detail: str) -> None:
         fb("Migration failed, aborting")
