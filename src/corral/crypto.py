@@ -186,29 +186,46 @@ def create_cluster_ca(cluster_name: str) -> tuple[str, str]:
 
 def _leaf(cn: str, issuer_name: x509.Name, signing_key: ec.EllipticCurvePrivateKey,
           key: ec.EllipticCurvePrivateKey, eku: list[x509.ObjectIdentifier],
-          ca_cert: x509.Certificate | None) -> x509.Certificate:
+          ca_cert: x509.Certificate | None,
+          validity: datetime.timedelta = datetime.timedelta(days=CERT_VALIDITY_DAYS),
+          san: bool = True) -> x509.Certificate:
     now = _now()
     builder = (x509.CertificateBuilder()
                .subject_name(_name(cn)).issuer_name(issuer_name)
                .public_key(key.public_key())
                .serial_number(x509.random_serial_number())
                .not_valid_before(now - datetime.timedelta(minutes=5))
-               .not_valid_after(now + datetime.timedelta(days=CERT_VALIDITY_DAYS))
+               .not_valid_after(now + validity)
                .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
                .add_extension(x509.KeyUsage(
                    digital_signature=True, content_commitment=False, key_encipherment=False,
                    data_encipherment=False, key_agreement=True, key_cert_sign=False,
                    crl_sign=False, encipher_only=False, decipher_only=False), critical=True)
                .add_extension(x509.ExtendedKeyUsage(eku), critical=False)
-               .add_extension(x509.SubjectAlternativeName([x509.DNSName(cn)]), critical=False)
                .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
                               critical=False))
+    if san:
+        builder = builder.add_extension(x509.SubjectAlternativeName([x509.DNSName(cn)]),
+                                        critical=False)
     if ca_cert is not None:
         ca_public = ca_cert.public_key()
         builder = builder.add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_public),  # type: ignore[arg-type]
             critical=False)
     return builder.sign(signing_key, hashes.SHA256())
+
+
+def create_transfer_cert(common_name: str, validity_s: int) -> tuple[str, str]:
+    """A self-signed key and certificate (PEM) valid ``validity_s`` seconds,
+    for both TLS roles (a transfer listens on one node and connects from the
+    other). Mirrors ``utils.GenerateSelfSignedX509Cert``. Returns ``(key, cert)``.
+    """
+    key = _new_key()
+    name = _name(common_name[:64])
+    cert = _leaf(common_name[:64], name, key, key,
+                 [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH], None,
+                 validity=datetime.timedelta(seconds=validity_s), san=False)
+    return _key_pem(key), _cert_pem(cert)
 
 
 class NodeCerts(NamedTuple):

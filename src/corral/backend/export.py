@@ -20,7 +20,6 @@ name (``opts.key_name``). Failures raise :class:`errors.RPCFail`.
 
 from __future__ import annotations
 
-import datetime
 import logging
 import os
 import secrets
@@ -30,16 +29,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from corral.fileio import fsync_dir, write_file_atomic
 from corral import constants as C
-from corral import errors, export_format
+from corral import crypto, errors, export_format
 from corral.backend.impexp import crypto_keys_dir
 from corral.backend.instance import decode_instance
+from corral.fileio import fsync_dir, write_file_atomic
 from corral.impexp import COMPONENT_RE
 from corral.noded import state as noded_state
 from corral.paths import Paths, is_below, normalize_virtual
@@ -202,35 +197,8 @@ def _own_name(paths: Paths) -> str:
 
 
 def generate_x509(common_name: str, validity: int) -> tuple[str, str]:
-    """A self-signed key and certificate (PEM) for ``validity`` seconds.
-
-    Both TLS roles are allowed (``serverAuth`` and ``clientAuth``): the same
-    key listens on a destination node or connects from a source node.
-    Mirrors ``utils.GenerateSelfSignedX509Cert``. Returns ``(key, cert)``.
-    """
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name[:64])])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder()
-            .subject_name(name).issuer_name(name)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(seconds=validity))
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.KeyUsage(
-                digital_signature=True, content_commitment=False, key_encipherment=False,
-                data_encipherment=False, key_agreement=True, key_cert_sign=False,
-                crl_sign=False, encipher_only=False, decipher_only=False), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH,
-                                                  ExtendedKeyUsageOID.CLIENT_AUTH]),
-                           critical=False)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
-                           critical=False)
-            .sign(key, hashes.SHA256()))
-    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption()).decode("ascii")
-    return key_pem, cert.public_bytes(serialization.Encoding.PEM).decode("ascii")
+    """A self-signed key and certificate for ``validity`` seconds; ``(key, cert)``."""
+    return crypto.create_transfer_cert(common_name, validity)
 
 
 def x509_cert_create(paths: Paths, validity: int) -> list[str]:
