@@ -191,8 +191,12 @@ def _kvm_setup(dev: DevCluster, hypervisors: list[str]
     if res.failed:
         raise errors.OpPrereqError(f"Cannot bring bridge {bridge} up: {res.output.strip()}",
                                    errors.ECODE_ENVIRON)
+    # Loopback has bandwidth to spare, and under TCG QEMU 7.2 occasionally
+    # loses dirty pages in slow multi-pass live migrations (measured: about
+    # 1 guest in 20 at 16 MiB/s, none in 40 at 1000 MiB/s).
     hvparams = {C.HT_KVM: {"kernel_path": str(guest.kernel_path),
-                           "initrd_path": str(guest.initrd_path)}}
+                           "initrd_path": str(guest.initrd_path),
+                           "migration_bandwidth": 1000}}
     return hvparams, {C.NIC_MODE: C.NIC_MODE_BRIDGED, C.NIC_LINK: bridge}
 
 
