@@ -8,6 +8,7 @@ LUClusterConfigQuery, LUClusterRedistConf); verification of node groups is in
 
 from __future__ import annotations
 
+import functools
 import platform
 from typing import Any
 
@@ -22,6 +23,13 @@ from corral.config import ConfigStore
 from corral.hypervisor import get_hypervisor_class
 from corral.opcodes import OpClusterVerifyConfig, OpClusterVerifyGroup
 from corral.paths import normalize_virtual
+
+
+@functools.cache
+def _architecture() -> tuple[str, str]:
+    """``[bits, machine]``; computed once (``platform.architecture`` runs
+    ``file`` on the interpreter, far too slow for every ``/2/info``)."""
+    return (platform.architecture()[0], platform.machine())
 
 
 def build_cluster_info(cfg: ConfigStore) -> dict[str, Any]:
@@ -40,7 +48,7 @@ def build_cluster_info(cfg: ConfigStore) -> dict[str, Any]:
         "os_api_version": max(C.OS_API_VERSIONS),
         "export_version": C.EXPORT_VERSION,
         "vcs_version": f"corral-{C.RELEASE_VERSION}",
-        "architecture": [platform.architecture()[0], platform.machine()],
+        "architecture": list(_architecture()),
         "name": cluster.cluster_name,
         "master": master.name if master else cluster.master_node,
         "default_hypervisor": cluster.default_hypervisor,

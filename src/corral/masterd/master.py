@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from corral import constants as C
 from corral import errors
+from corral.masterd.livecache import LiveDataCache
 
 if TYPE_CHECKING:
     from corral.jobs import JobQueue
@@ -220,6 +221,8 @@ class Master:
 
     def __init__(self, context: MasterContext) -> None:
         self.context = context
+        self._live = LiveDataCache()
+        self._field_defs_cache: dict[str, dict[str, dict[str, Any]]] = {}
 
     # -- helpers ------------------------------------------------------------------
     @property
@@ -347,8 +350,13 @@ class Master:
                     for name in JOB_FIELDS}
         if what == QR_LOCK:
             return dict(_LOCK_FIELD_DEFS)
-        from corral import query as q
-        return {name: f.model_dump() for name, f in q.field_definitions(what).items()}
+        # Field definitions never change while the daemon runs: dump them once.
+        defs = self._field_defs_cache.get(what)
+        if defs is None:
+            from corral import query as q
+            defs = {name: f.model_dump() for name, f in q.field_definitions(what).items()}
+            self._field_defs_cache[what] = defs
+        return defs
 
     def _rows(self, what: str, fields: list[str], names: list[str] | None
               ) -> list[list[tuple[int, Any]]]:
@@ -359,7 +367,11 @@ class Master:
         from corral import query as q
         live = None
         if q.needs_live_data(what, fields):
-            live = q.gather_live_data(what, self.cfg, self.context.rpc, fields, names)
+            # Concurrent queries of the same objects share one RPC round.
+            live = self._live.get((what, tuple(names) if names else None),
+                                  self.cfg.serial_no,
+                                  lambda: q.gather_live_data(what, self.cfg, self.context.rpc,
+                                                             fields, names))
         return [list(row) for row in q.query(what, self.cfg, fields, names, live)]
 
     def _job_rows(self, fields: list[str], names: list[str] | None

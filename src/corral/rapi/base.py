@@ -17,13 +17,20 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from corral import constants as C
-from corral import errors, opcodes
+from corral import errors, opcodes, strictjson
 from corral.rapi import RAPI_ACCESS_WRITE
 from corral.rapi.auth import HttpError
 from corral.rapi.users import User
 
 log = logging.getLogger(__name__)
 
+# Methods of requests that modify something (they need the "write" right).
+WRITE_METHODS = frozenset({"PUT", "POST", "DELETE"})
+# Thread pools of requests (corral.rapi.server.Limiters): quick reads, writes
+# (job submission) and requests that block for long (waiting for a job).
+POOL_READ = "read"
+POOL_WRITE = "write"
+POOL_WAIT = "wait"
 REASON_SRC_USER = "gnt:user"
 REASON_SRC_RLIB2 = "gnt:library:rlib2"
 # Server-side wait of /2/jobs/[id]/wait (Ganeti's _WFJC_TIMEOUT), seconds.
@@ -81,6 +88,18 @@ def check_type(value: Any, exptype: type | tuple[type, ...], descr: str) -> Any:
     return value
 
 
+def bounded_int(text: Any, what: str) -> int:
+    """``text`` (a URI item or query argument) as a signed 64-bit integer;
+    400 otherwise (huge numbers must not reach SQLite or an opcode)."""
+    try:
+        value = int(text)
+    except (TypeError, ValueError):
+        raise HttpError(400, f"Invalid value for {what}") from None
+    if not strictjson.INT_MIN <= value <= strictjson.INT_MAX:
+        raise HttpError(400, f"Value for {what} is out of range")
+    return value
+
+
 def check_parameter(data: dict[str, Any], name: str, default: Any = ...,
                     exptype: type | tuple[type, ...] | None = None) -> Any:
     """A body parameter, 400 if missing (no default) or of the wrong type."""
@@ -127,11 +146,6 @@ def fill_opcode(op_id: str, body: Any, static: dict[str, Any] | None,
     except errors.OpPrereqError as err:
         raise HttpError(400, f"Invalid body parameters: {err}") from None
     return {"OP_ID": op_id, **params}
-
-
-def op_dict(op_id: str, **params: Any) -> dict[str, Any]:
-    """A validated opcode dict built by a handler (not from the body)."""
-    return fill_opcode(op_id, {}, params)
 
 
 def poll_job(master: Any, job_id: int, timeout: float) -> list[Any]:
@@ -220,6 +234,8 @@ class Resource:
     """
 
     NAME: ClassVar[str] = ""
+    # GET handlers that wait for a job (they run in the POOL_WAIT threads).
+    GET_WAITS: ClassVar[bool] = False
     GET_ACCESS: ClassVar[list[str]] = []
     PUT_ACCESS: ClassVar[list[str]] = [RAPI_ACCESS_WRITE]
     POST_ACCESS: ClassVar[list[str]] = [RAPI_ACCESS_WRITE]
@@ -242,6 +258,13 @@ class Resource:
                                                         "DELETE") else None
 
     @classmethod
+    def pool(cls, method: str) -> str:
+        """The thread pool of ``method`` requests (``POOL_*``)."""
+        if method in WRITE_METHODS:
+            return POOL_WRITE
+        return POOL_WAIT if cls.GET_WAITS else POOL_READ
+
+    @classmethod
     def access(cls, method: str) -> list[str]:
         return list(getattr(cls, f"{method}_ACCESS", [RAPI_ACCESS_WRITE]))
 
@@ -255,10 +278,7 @@ class Resource:
     def int_arg(self, name: str, default: int = 0) -> int:
         values = self.queryargs.get(name)
         raw: Any = values[0] if values else default
-        try:
-            return int(raw)
-        except (TypeError, ValueError):
-            raise HttpError(400, f"Invalid value for the '{name}' parameter") from None
+        return bounded_int(raw, f"the '{name}' parameter")
 
     def str_arg(self, name: str, default: str | None = None) -> str | None:
         values = self.queryargs.get(name)
@@ -294,15 +314,40 @@ class Resource:
         trail.append([f"{REASON_SRC_RLIB2}:{self.NAME}", "", time.time_ns()])
         return trail
 
+    def is_write(self) -> bool:
+        """Whether this request modifies something (PUT/POST/DELETE)."""
+        return self.ctx.method in WRITE_METHODS
+
+    def common_static(self) -> dict[str, Any]:
+        """Static parameters of every opcode (``_GetCommonStatic``): the
+        reason trail and, on writes, ``dry_run`` from ``?dry-run=1`` (static,
+        so a body cannot set it either way, as in Ganeti)."""
+        common: dict[str, Any] = {"reason": self.reason_trail()}
+        if self.is_write():
+            common["dry_run"] = self.dry_run()
+        return common
+
     def opcode_from_body(self, op_id: str, body: Any, static: dict[str, Any] | None = None,
                          rename: dict[str, str] | None = None) -> dict[str, Any]:
         """``_GenericHandler``: body + common/specific static params -> opcode."""
-        common: dict[str, Any] = {"reason": self.reason_trail()}
+        common = self.common_static()
         common.update(static or {})
         return fill_opcode(op_id, body, common, rename)
 
+    def opcode(self, op_id: str, **params: Any) -> dict[str, Any]:
+        """A validated opcode built by a handler, with the common static params."""
+        return self.opcode_from_body(op_id, {}, params)
+
     def submit(self, ops: list[dict[str, Any]]) -> int:
-        """Submit one job and return its id (the bare JSON answer)."""
+        """Submit one job and return its id (the bare JSON answer).
+
+        Every RAPI job goes through here: with ``?dry-run=1`` on a write,
+        an opcode without ``dry_run`` is a programming error (refused, so
+        no handler can run for real what the client asked to simulate).
+        """
+        if self.is_write() and self.dry_run() and not all(op.get("dry_run") for op in ops):
+            raise errors.ProgrammerError(f"{type(self).__name__} built an opcode without "
+                                         "dry_run for a dry-run request")
         return int(self.master.submit_job(ops))
 
     def submit_from_body(self, op_id: str, body: Any, static: dict[str, Any] | None = None,

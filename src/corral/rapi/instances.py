@@ -15,10 +15,10 @@ from corral.rapi import RAPI_ACCESS_READ, RAPI_ACCESS_WRITE
 from corral.rapi.auth import HttpError
 from corral.rapi.base import (
     Resource,
+    bounded_int,
     build_uri_list,
     check_parameter,
     check_type,
-    op_dict,
     poll_job,
     query_dicts,
 )
@@ -74,8 +74,7 @@ class R_2_instances(Resource):
         data = dict(body)
         data.pop(REQ_DATA_VERSION, None)
         _convert_usb_devices(data)
-        return self.submit_from_body("OP_INSTANCE_CREATE", data,
-                                     {"dry_run": self.dry_run()}, self.POST_RENAME)
+        return self.submit_from_body("OP_INSTANCE_CREATE", data, None, self.POST_RENAME)
 
 
 class R_2_instances_name(Resource):
@@ -89,8 +88,7 @@ class R_2_instances_name(Resource):
 
     def DELETE(self) -> int:
         return self.submit_from_body("OP_INSTANCE_REMOVE", self.body, {
-            "instance_name": self.items[0], "ignore_failures": False,
-            "dry_run": self.dry_run()})
+            "instance_name": self.items[0], "ignore_failures": False})
 
 
 class R_2_instances_name_info(Resource):
@@ -108,8 +106,7 @@ class R_2_instances_name_reboot(Resource):
         return self.submit_from_body("OP_INSTANCE_REBOOT", self.body, {
             "instance_name": self.items[0],
             "reboot_type": self.str_arg("type", C.INSTANCE_REBOOT_HARD),
-            "ignore_secondaries": bool(self.int_arg("ignore_secondaries")),
-            "dry_run": self.dry_run()})
+            "ignore_secondaries": bool(self.int_arg("ignore_secondaries"))})
 
 
 class R_2_instances_name_startup(Resource):
@@ -118,7 +115,7 @@ class R_2_instances_name_startup(Resource):
     def PUT(self) -> int:
         return self.submit_from_body("OP_INSTANCE_STARTUP", {}, {
             "instance_name": self.items[0], "force": self.use_force(),
-            "dry_run": self.dry_run(), "no_remember": bool(self.int_arg("no_remember"))})
+            "no_remember": bool(self.int_arg("no_remember"))})
 
 
 class R_2_instances_name_shutdown(Resource):
@@ -126,8 +123,8 @@ class R_2_instances_name_shutdown(Resource):
 
     def PUT(self) -> int:
         return self.submit_from_body("OP_INSTANCE_SHUTDOWN", self.body, {
-            "instance_name": self.items[0], "no_remember": bool(self.int_arg("no_remember")),
-            "dry_run": self.dry_run()})
+            "instance_name": self.items[0],
+            "no_remember": bool(self.int_arg("no_remember"))})
 
 
 class R_2_instances_name_reinstall(Resource):
@@ -148,13 +145,11 @@ class R_2_instances_name_reinstall(Resource):
         os_type = check_parameter(body, "os", None, str)
         start = check_parameter(body, "start", True, bool)
         osparams = check_parameter(body, "osparams", None, dict)
-        reason = self.reason_trail()
-        ops = [op_dict("OP_INSTANCE_SHUTDOWN", instance_name=name, reason=reason),
-               op_dict("OP_INSTANCE_REINSTALL", instance_name=name, os_type=os_type,
-                       osparams=osparams, reason=reason)]
+        ops = [self.opcode("OP_INSTANCE_SHUTDOWN", instance_name=name),
+               self.opcode("OP_INSTANCE_REINSTALL", instance_name=name, os_type=os_type,
+                           osparams=osparams)]
         if start:
-            ops.append(op_dict("OP_INSTANCE_STARTUP", instance_name=name, force=False,
-                               reason=reason))
+            ops.append(self.opcode("OP_INSTANCE_STARTUP", instance_name=name, force=False))
         return self.submit(ops)
 
 
@@ -200,7 +195,8 @@ class R_2_instances_name_disk_grow(Resource):
 
     def POST(self) -> int:
         return self.submit_from_body("OP_INSTANCE_GROW_DISK", self.body, {
-            "instance_name": self.items[0], "disk": int(self.items[1])})
+            "instance_name": self.items[0],
+            "disk": bounded_int(self.items[1], "the disk index")})
 
 
 class R_2_instances_name_console(Resource):
@@ -210,11 +206,11 @@ class R_2_instances_name_console(Resource):
     OP_INSTANCE_CONSOLE job, which checks the instance on its node."""
 
     NAME = "instances_name_console"
+    GET_WAITS = True
     GET_ACCESS: ClassVar[list[str]] = [RAPI_ACCESS_WRITE, RAPI_ACCESS_READ]
 
     def GET(self) -> dict[str, Any]:
-        op = op_dict("OP_INSTANCE_CONSOLE", instance_name=self.items[0],
-                     reason=self.reason_trail())
+        op = self.opcode("OP_INSTANCE_CONSOLE", instance_name=self.items[0])
         try:
             console = poll_job(self.master, self.submit([op]), CONSOLE_TIMEOUT)[0]
         except errors.OpPrereqError as err:

@@ -16,8 +16,8 @@ from corral.rapi.base import (
     OS_DIAGNOSE_TIMEOUT,
     WFJC_TIMEOUT,
     Resource,
+    bounded_int,
     build_uri_list,
-    op_dict,
     poll_job,
 )
 
@@ -84,11 +84,11 @@ class R_2_os(Resource):
     """
 
     NAME = "os"
+    GET_WAITS = True
     FIELDS: ClassVar[list[str]] = ["name", "variants", "valid", "hidden", "blacklisted"]
 
     def GET(self) -> list[str]:
-        op = op_dict("OP_OS_DIAGNOSE", output_fields=self.FIELDS, names=[],
-                     reason=self.reason_trail())
+        op = self.opcode("OP_OS_DIAGNOSE", output_fields=self.FIELDS, names=[])
         job_id = self.submit([op])
         results = poll_job(self.master, job_id, OS_DIAGNOSE_TIMEOUT)
         data = results[0] if results else None
@@ -123,7 +123,7 @@ class TagsResource(Resource):
     def _op(self, op_id: str) -> int:
         return self.submit_from_body(op_id, {}, {
             "kind": self.TAG_LEVEL, "name": self._name(),
-            "tags": list(self.queryargs.get("tag", [])), "dry_run": self.dry_run()})
+            "tags": list(self.queryargs.get("tag", []))})
 
     def PUT(self) -> int:
         return self._op("OP_TAGS_SET")
@@ -137,10 +137,14 @@ class R_2_tags(TagsResource):
     TAG_LEVEL = C.TAG_CLUSTER
 
 
+# Job statuses CancelJob accepts.
+CANCELABLE = (C.JOB_STATUS_QUEUED, C.JOB_STATUS_WAITING, C.JOB_STATUS_CANCELING)
+
+
 # -- jobs -----------------------------------------------------------------------------
 
 def _job_id(text: str) -> int:
-    return int(text)
+    return bounded_int(text, "the job ID")
 
 
 class R_2_jobs(Resource):
@@ -165,7 +169,17 @@ class R_2_jobs_id(Resource):
         return {f: info.get(f) for f in J_FIELDS}
 
     def DELETE(self) -> list[Any]:
-        ok, msg = self.master.cancel_job(_job_id(self.items[0]), False)
+        """``[success, message]`` of CancelJob; with ``?dry-run=1`` only
+        whether the job could be canceled now (queued or waiting)."""
+        job_id = _job_id(self.items[0])
+        if self.dry_run():
+            row = self.master.query_jobs([job_id], ["status"])[0]
+            if row is None:
+                return [False, f"Job {job_id} not found"]
+            if row[0] in CANCELABLE:
+                return [True, f"Job {job_id} would be canceled (dry run)"]
+            return [False, "Job no longer waiting, can't cancel"]
+        ok, msg = self.master.cancel_job(job_id, False)
         return [bool(ok), msg]
 
 
@@ -173,6 +187,7 @@ class R_2_jobs_id_wait(Resource):
     """WaitForJobChangeOnce with a 10 s timeout; GET with a JSON body."""
 
     NAME = "jobs_id_wait"
+    GET_WAITS = True
     GET_ACCESS: ClassVar[list[str]] = [RAPI_ACCESS_WRITE]
 
     def GET(self) -> Any:

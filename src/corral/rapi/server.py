@@ -17,26 +17,33 @@ import http
 import json
 import logging
 import re
+import time
 from typing import Any
 from urllib.parse import parse_qs
 
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
-from starlette.concurrency import run_in_threadpool
+from anyio import CapacityLimiter, to_thread
 
+from corral import strictjson
 from corral.paths import Paths
 from corral.rapi import instances as ri
 from corral.rapi import nodes as rn
 from corral.rapi import resources as rr
 from corral.rapi.auth import HttpError, check_access
-from corral.rapi.base import RequestContext, Resource, map_error
-from corral.rapi.users import UsersFile
+from corral.rapi.base import POOL_READ, POOL_WAIT, POOL_WRITE, RequestContext, Resource, map_error
+from corral.rapi.users import User, UsersFile
 
 log = logging.getLogger(__name__)
+# The RAPI access log (one line per request) in masterd.log; uvicorn's own
+# access log would repeat it without the user, so it is kept at WARNING.
+access_log = logging.getLogger("corral.rapi.access")
+logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
 
 _NAME = r"[\w\._-]+"
-_DISK = r"\d+"
-_JOB = r"\d+"
+# ASCII digits only (``\d`` would match other scripts' digits too).
+_DISK = r"[0-9]+"
+_JOB = r"[0-9]+"
 _QUERY_RES = "|".join(re.escape(r) for r in rr.QR_VIA_RAPI)
 
 # connector.GetHandlers: (regexp, handler class); names match [\w._-]+.
@@ -84,6 +91,14 @@ URI_MAP: list[tuple[re.Pattern[str], type[Resource]]] = [
 ]
 
 HTTP_APP_JSON = "application/json"
+# Worker threads per kind of request (see Limiters and Resource.pool).
+POOL_SIZES = {POOL_READ: 24, POOL_WRITE: 16, POOL_WAIT: 64}
+# Largest request body accepted (bytes, 413 beyond): Ganeti clients send at
+# most a few KiB (a multi-instance allocation).
+MAX_BODY_SIZE = 1024 * 1024
+# Longest query string and most query arguments accepted (400 beyond).
+MAX_QUERY_LENGTH = 16 * 1024
+MAX_QUERY_FIELDS = 100
 _METHODS = ["GET", "PUT", "POST", "DELETE", "HEAD", "OPTIONS", "PATCH"]
 
 
@@ -112,11 +127,46 @@ def _json_response(value: Any) -> Response:
     return Response(json.dumps(value), status_code=200, media_type=HTTP_APP_JSON)
 
 
+def _run_handler(fn: Any, resource: Resource) -> Response:
+    """Run a handler and encode its answer (in a worker thread: big lists
+    must not be encoded on the event loop)."""
+    return _json_response(fn(resource))
+
+
+class Limiters:
+    """One thread limiter per kind of work (:data:`POOL_SIZES`), so reads
+    never wait for threads held by writes (job submission commits to the
+    queue's SQLite) or by long waits (``/2/jobs/ID/wait``, ``/2/os``, the
+    console), and none of them waits for the client API's threads.
+    Created on first use: anyio limiters belong to the running event loop."""
+
+    def __init__(self) -> None:
+        self._limiters: dict[str, CapacityLimiter] = {}
+
+    def get(self, pool: str) -> CapacityLimiter:
+        limiter = self._limiters.get(pool)
+        if limiter is None:
+            limiter = self._limiters[pool] = CapacityLimiter(POOL_SIZES[pool])
+        return limiter
+
+
+def log_access(request: Request, user: User | None, status: int, seconds: float) -> None:
+    """One access-log line per request: client, user, method, path (no query
+    string, no body: either may carry data that does not belong in a log),
+    status and time taken."""
+    client = request.client.host if request.client else "-"
+    name = user.name if user is not None else "-"
+    access_log.info("%s %s \"%s %s\" %d %.1fms", client, name, request.method,
+                    request.url.path, status, seconds * 1000)
+
+
 def parse_body(content_type: str | None, raw: bytes) -> Any:
     """The JSON body (None when empty); 415 for a non-JSON content type.
 
     Like Ganeti, a body without a Content-Type is taken as JSON; media type
-    parameters (``; charset=utf-8``) are ignored.
+    parameters (``; charset=utf-8``) are ignored. The JSON must be strict
+    (:mod:`corral.strictjson`: no NaN/Infinity, 64-bit integers, nesting
+    limit); anything else is 400.
     """
     if not raw:
         return None
@@ -124,9 +174,43 @@ def parse_body(content_type: str | None, raw: bytes) -> Any:
     if media != HTTP_APP_JSON:
         raise HttpError(415)
     try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise HttpError(400, "Unable to parse JSON data") from None
+        return strictjson.loads(raw)
+    except strictjson.StrictJsonError as exc:
+        raise HttpError(400, f"Unable to parse JSON data: {exc}") from None
+
+
+def parse_query(query: str) -> dict[str, list[str]]:
+    """Query arguments (``parse_qs``: repeated keys become lists, blank values
+    are dropped); 400 for non-UTF-8 escapes or more than
+    :data:`MAX_QUERY_FIELDS` arguments."""
+    if len(query) > MAX_QUERY_LENGTH:
+        raise HttpError(400, "Query string too long")
+    try:
+        parsed = parse_qs(query, errors="strict", max_num_fields=MAX_QUERY_FIELDS)
+    except UnicodeDecodeError:
+        raise HttpError(400, "Query string is not UTF-8") from None
+    except ValueError:
+        raise HttpError(400, f"More than {MAX_QUERY_FIELDS} query arguments") from None
+    return {k: v for k, v in parsed.items() if v}
+
+
+async def read_body(request: Request) -> bytes:
+    """The raw body, 413 beyond :data:`MAX_BODY_SIZE` bytes (checked on the
+    announced length first, then while reading, so a client cannot make the
+    daemon buffer more)."""
+    length = request.headers.get("content-length")
+    if length is not None and (not length.isdigit() or len(length) > 12):
+        raise HttpError(400, "Invalid Content-Length")
+    if length is not None and int(length) > MAX_BODY_SIZE:
+        raise HttpError(413, f"Request body larger than {MAX_BODY_SIZE} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_SIZE:
+            raise HttpError(413, f"Request body larger than {MAX_BODY_SIZE} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def create_app(master: Any, paths: Paths, require_authentication: bool = False) -> FastAPI:
@@ -143,9 +227,13 @@ def create_app(master: Any, paths: Paths, require_authentication: bool = False) 
     app.state.master = master
     app.state.users = users
 
+    limiters = Limiters()
+
     async def dispatch(request: Request) -> Response:
+        start = time.monotonic()
         path = request.url.path
         method = request.method.upper()
+        user: User | None = None
         try:
             found = resolve(path)
             if found is None:
@@ -154,22 +242,24 @@ def create_app(master: Any, paths: Paths, require_authentication: bool = False) 
             fn = cls.handler(method)
             if fn is None:
                 raise HttpError(501, f"Method {method} is unsupported for path {path}")
-            user = await run_in_threadpool(
+            limiter = limiters.get(cls.pool(method))
+            user = await to_thread.run_sync(
                 check_access, users, request.headers.get("authorization"),
-                cls.access(method), require_authentication)
-            body = parse_body(request.headers.get("content-type"), await request.body())
-            queryargs = {k: v for k, v in parse_qs(request.url.query).items() if v}
+                cls.access(method), require_authentication, limiter=limiter)
+            body = parse_body(request.headers.get("content-type"), await read_body(request))
+            queryargs = parse_query(request.url.query)
             ctx = RequestContext(master=master, method=method, path=path, items=items,
                                  queryargs=queryargs, body=body, user=user)
             resource = cls(ctx)
             resource.check_forbidden()
-            result = await run_in_threadpool(fn, resource)
+            response = await to_thread.run_sync(_run_handler, fn, resource, limiter=limiter)
         except Exception as exc:  # noqa: BLE001 - every error becomes an HTTP answer
             err = map_error(exc)
             if err.code >= 500 and err.code != 501:
                 log.warning("RAPI %s %s failed: %s %s", method, path, err.code, err.message)
-            return error_response(err)
-        return _json_response(result)
+            response = error_response(err)
+        log_access(request, user, response.status_code, time.monotonic() - start)
+        return response
 
     app.add_api_route("/{rest:path}", dispatch, methods=_METHODS, include_in_schema=False)
     return app

@@ -1,0 +1,245 @@
+"""Benchmark: RAPI under 200 concurrent readers and 50 concurrent writers.
+
+Starts a one-node dev cluster (fake hypervisor, diskless instances), adds a
+RAPI user with write access, then for ``--duration`` seconds drives
+``--readers`` concurrent readers (a mix of ``GET /2/info``, ``/2/instances``,
+``/2/instances?bulk=1``, ``/2/instances/NAME`` and ``/2/jobs``) and
+``--writers`` concurrent writers (each creates its own instance, then loops
+over modify, shutdown and startup, waiting for every job through
+``/2/jobs/ID`` like a real client) over HTTPS with keep-alive connections.
+Prints throughput and p50/p99 latency per kind next to the reference of
+issue 8 (14 requests/s, median 15 s under 200 readers + 100 creates) as
+ratios. Goal: reads above 500 requests/s with p99 under 1 s.
+
+The load runs in ``--procs`` client processes (the client costs CPU too;
+one Python process cannot drive 250 TLS connections at full speed).
+
+Usage: .venv/bin/python bench/rapi_load.py [--duration 30] [--readers 200]
+       [--writers 50] [--procs 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing
+import random
+import shutil
+import socket
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from corral import constants as C
+from corral import devcluster
+
+# Issue 8's figures (before the fix): whole RAPI throughput and median latency.
+REF_RPS = 14.0
+REF_MEDIAN_S = 15.0
+GOAL_READ_RPS = 500.0
+GOAL_READ_P99_S = 1.0
+USER, PASSWORD = "bench", "benchpw"
+READ_PATHS = ("/2/info", "/2/instances", "/2/instances?bulk=1", "/2/instances/{name}",
+              "/2/jobs")
+JOB_POLL_INTERVAL = 0.2
+
+
+def _free_base() -> str:
+    for third in range(60, 250):
+        base = f"127.0.{third}"
+        try:
+            for ip, port in ((f"{base}.1", C.DEFAULT_NODED_PORT),
+                             (f"{base}.1", C.DEFAULT_RAPI_PORT)):
+                with socket.socket() as s:
+                    s.bind((ip, port))
+        except OSError:
+            continue
+        return base
+    raise RuntimeError("no free loopback range for the dev cluster")
+
+
+def create_body(name: str) -> dict[str, Any]:
+    return {"__version__": 1, "name": name, "mode": "create", "disk_template": "diskless",
+            "os": "noop", "pnode": "node1", "disks": [], "nics": [], "name_check": False,
+            "ip_check": False, "beparams": {"maxmem": 128, "minmem": 128}}
+
+
+class Recorder:
+    """Latencies (seconds) and failures per request kind."""
+
+    def __init__(self) -> None:
+        self.lat: dict[str, list[float]] = {}
+        self.errors: dict[str, int] = {}
+
+    def add(self, kind: str, seconds: float, ok: bool) -> None:
+        self.lat.setdefault(kind, []).append(seconds)
+        if not ok:
+            self.errors[kind] = self.errors.get(kind, 0) + 1
+
+
+async def _timed(rec: Recorder, kind: str, coro: Any) -> httpx.Response | None:
+    t0 = time.perf_counter()
+    try:
+        resp = await coro
+    except httpx.HTTPError:
+        rec.add(kind, time.perf_counter() - t0, False)
+        return None
+    rec.add(kind, time.perf_counter() - t0, resp.status_code == 200)
+    return resp
+
+
+async def reader(http: httpx.AsyncClient, rec: Recorder, names: list[str], stop: float,
+                 seed: int) -> None:
+    rnd = random.Random(seed)
+    while time.monotonic() < stop:
+        path = rnd.choice(READ_PATHS)
+        kind = "read " + path.split("?")[0].replace("{name}", "NAME") + \
+            ("?bulk=1" if "bulk" in path else "")
+        await _timed(rec, kind, http.get(path.format(name=rnd.choice(names))))
+
+
+async def wait_job(http: httpx.AsyncClient, rec: Recorder, job_id: Any, stop: float) -> None:
+    while time.monotonic() < stop + 60:
+        resp = await _timed(rec, "write-poll /2/jobs/ID", http.get(f"/2/jobs/{job_id}"))
+        if resp is not None and resp.status_code == 200 and \
+                resp.json()["status"] in C.JOBS_FINALIZED:
+            return
+        await asyncio.sleep(JOB_POLL_INTERVAL)
+
+
+async def writer(http: httpx.AsyncClient, rec: Recorder, name: str, stop: float,
+                 jobs: Recorder) -> None:
+    auth = (USER, PASSWORD)
+    steps = [("create", "POST", "/2/instances", create_body(name)),
+             ("modify", "PUT", f"/2/instances/{name}/modify",
+              {"beparams": {"maxmem": 128, "minmem": 128}}),
+             ("shutdown", "PUT", f"/2/instances/{name}/shutdown", None),
+             ("startup", "PUT", f"/2/instances/{name}/startup", None)]
+    i = 0
+    while time.monotonic() < stop:
+        kind, method, path, body = steps[i]
+        i = i + 1 if i + 1 < len(steps) else 1
+        t0 = time.perf_counter()
+        resp = await _timed(rec, f"write {kind}", http.request(method, path, json=body,
+                                                                 auth=auth))
+        if resp is None or resp.status_code != 200:
+            await asyncio.sleep(0.5)
+            continue
+        await wait_job(http, rec, resp.json(), stop)
+        jobs.add(f"job {kind} (submit to end)", time.perf_counter() - t0, True)
+
+
+async def drive(base: str, readers: int, writers: int, duration: float, prefix: str,
+                names: list[str]) -> tuple[Recorder, Recorder]:
+    rec, jobs = Recorder(), Recorder()
+    # One keep-alive connection per simulated client, as separate clients
+    # would have (one shared pool serializes on its own bookkeeping).
+    ssl_ctx = httpx.create_ssl_context(verify=False)
+    clients = [httpx.AsyncClient(base_url=base, verify=ssl_ctx, timeout=120,
+                                 limits=httpx.Limits(max_connections=1))
+               for _ in range(readers + writers)]
+    stop = time.monotonic() + duration
+    tasks = [reader(clients[k], rec, names, stop, k) for k in range(readers)]
+    tasks += [writer(clients[readers + k], rec, f"{prefix}w{k}", stop, jobs)
+              for k in range(writers)]
+    try:
+        await asyncio.gather(*tasks)
+    finally:
+        for client in clients:
+            await client.aclose()
+    return rec, jobs
+
+
+def _proc(args: tuple[str, int, int, float, str, list[str]]) -> tuple[dict, dict, dict]:
+    rec, jobs = asyncio.run(drive(*args))
+    return rec.lat, rec.errors, jobs.lat
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def report(lat: dict[str, list[float]], errs: dict[str, int], duration: float) -> None:
+    print(f"{'kind':<32} {'req':>6} {'err':>4} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} | "
+          f"{'req/s vs 14':>11} {'p50 vs 15 s':>11}")
+    groups: dict[str, list[float]] = {}
+    for kind in sorted(lat):
+        if kind.startswith("read"):
+            groups.setdefault("ALL READS", []).extend(lat[kind])
+        elif kind.startswith("write"):
+            groups.setdefault("ALL WRITES (incl. polls)", []).extend(lat[kind])
+    rows = sorted(lat.items()) + sorted(groups.items())
+    for kind, values in rows:
+        n = len(values)
+        err = sum(e for k, e in errs.items() if k == kind or
+                  (kind == "ALL READS" and k.startswith("read")) or
+                  (kind.startswith("ALL WRITES") and k.startswith("write")))
+        rps = n / duration
+        p50, p99 = _pct(values, 0.5), _pct(values, 0.99)
+        ratio_rps = f"{rps / REF_RPS:>10.1f}x" if not kind.startswith("job") else ""
+        ratio_lat = f"{REF_MEDIAN_S / p50:>10.0f}x" if not kind.startswith("job") else ""
+        print(f"{kind:<32} {n:>6} {err:>4} {rps:>8.1f} {p50 * 1000:>8.1f} "
+              f"{p99 * 1000:>8.1f} | {ratio_rps:>11} {ratio_lat:>11}")
+    reads = groups.get("ALL READS", [])
+    if reads:
+        rps, p99 = len(reads) / duration, _pct(reads, 0.99)
+        ok = rps > GOAL_READ_RPS and p99 < GOAL_READ_P99_S
+        print(f"goal: reads > {GOAL_READ_RPS:.0f} req/s and p99 < {GOAL_READ_P99_S:.0f} s: "
+              f"{'met' if ok else 'NOT met'} ({rps:.0f} req/s, p99 {p99 * 1000:.0f} ms)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration", type=float, default=30.0, help="seconds of load")
+    parser.add_argument("--readers", type=int, default=200)
+    parser.add_argument("--writers", type=int, default=50)
+    parser.add_argument("--procs", type=int, default=2, help="client processes")
+    parser.add_argument("--instances", type=int, default=20,
+                        help="instances created before the load (read targets)")
+    args = parser.parse_args()
+    directory = Path(tempfile.mkdtemp(prefix="corral-rl-", dir="/tmp"))
+    cluster = devcluster.up(1, directory, disk_templates=(C.DT_DISKLESS,), base=_free_base())
+    try:
+        users = cluster.master_paths.rapi_users
+        users.parent.mkdir(parents=True, exist_ok=True)
+        users.write_text(f"{USER} {PASSWORD} write\n")
+        base = f"https://{cluster.master.ip}:{cluster.rapi_port}"
+        names = [f"pre{k}" for k in range(args.instances)]
+        with httpx.Client(base_url=base, verify=False, timeout=120) as http:
+            ids = [http.post("/2/instances", json=create_body(n), auth=(USER, PASSWORD))
+                   .json() for n in names]
+            for job_id in ids:
+                while http.get(f"/2/jobs/{job_id}").json()["status"] not in C.JOBS_FINALIZED:
+                    time.sleep(0.2)
+        per = [(base, args.readers // args.procs, args.writers // args.procs, args.duration,
+                f"p{k}", names) for k in range(args.procs)]
+        t0 = time.monotonic()
+        with multiprocessing.get_context("spawn").Pool(args.procs) as pool:
+            results = pool.map(_proc, per)
+        elapsed = time.monotonic() - t0
+        lat: dict[str, list[float]] = {}
+        errs: dict[str, int] = {}
+        for part_lat, part_err, part_jobs in results:
+            for src in (part_lat, part_jobs):
+                for kind, values in src.items():
+                    lat.setdefault(kind, []).extend(values)
+            for kind, n in part_err.items():
+                errs[kind] = errs.get(kind, 0) + n
+        with open("/proc/loadavg") as fh:
+            load = fh.read().split()[:3]
+        print(f"RAPI load: {args.readers} readers + {args.writers} writers, {args.duration:.0f}"
+              f" s (wall {elapsed:.1f} s), {args.procs} client processes, HTTPS keep-alive, "
+              f"load average {' '.join(load)}")
+        print(f"reference (issue 8): {REF_RPS:.0f} req/s, median {REF_MEDIAN_S:.0f} s")
+        report(lat, errs, args.duration)
+    finally:
+        devcluster.down(cluster.directory, purge=True)
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
