@@ -33,7 +33,9 @@ I_FIELDS = ("name", "admin_state", "os", "pnode", "snodes", "disk_template", "ni
             "tags")
 
 REQ_DATA_VERSION = "__version__"
-CONSOLE_TIMEOUT = 60.0      # seconds for the OP_INSTANCE_CONSOLE job
+CONSOLE_TIMEOUT = 60.0
+# Query arguments every opcode-submitting resource takes.
+COMMON_QUERY_ARGS = frozenset({"dry-run", "reason"})      # seconds for the OP_INSTANCE_CONSOLE job
 
 
 def _update_beparams(inst: dict[str, Any]) -> dict[str, Any]:
@@ -131,11 +133,13 @@ class R_2_instances_name_reinstall(Resource):
     NAME = "instances_name_reinstall"
 
     def POST(self) -> int:
+        # The common arguments (dry-run, reason) go with either interface.
+        legacy_args = set(self.queryargs) - COMMON_QUERY_ARGS
         if self.body:
-            if self.queryargs:
+            if legacy_args:
                 raise HttpError(400, "Can't combine query and body parameters")
             body = self.body
-        elif self.queryargs:
+        elif legacy_args:
             # Legacy interface (query arguments only).
             body = {"os": self.str_arg("os"), "start": not self.int_arg("nostartup")}
         else:
