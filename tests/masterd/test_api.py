@@ -154,6 +154,13 @@ def test_malformed_body(stub_api: tuple[StubMaster, Paths]) -> None:
         assert reply["result"][1][1] == errors.ECODE_INVAL
         reply = http.post("/luxi/QueryConfigValues", content=b"{broken").json()
         assert reply["success"] is False
+        # Strict JSON, as on RAPI: no NaN, 64-bit integers, limited nesting.
+        for raw in (b'{"args": [NaN]}', b'{"args": [18446744073709551616]}',
+                    b'{"args": ' + b"[" * 50000 + b"]" * 50000 + b"}", b'{"other": 1}'):
+            reply = http.post("/luxi/QueryConfigValues", content=raw).json()
+            assert reply["success"] is False, raw[:40]
+            assert reply["result"][0] == "OpPrereqError"
+            assert reply["result"][1][1] == errors.ECODE_INVAL
 
 
 def test_blocking_call_does_not_block_others(stub_api: tuple[StubMaster, Paths]) -> None:

@@ -7,8 +7,9 @@ method and carries positional arguments, the reply is ``{"success": bool,
 Instead of LUXI's ``0x03``-framed JSON the transport is HTTP:
 ``POST /luxi/<Method>`` with the body ``{"args": [...]}``.
 
-Every method is a plain (sync) endpoint, so FastAPI runs it in its thread
-pool; blocking calls such as ``WaitForJobChange`` never stall the event loop.
+Every method runs in the thread pool, so blocking calls such as
+``WaitForJobChange`` never stall the event loop. Bodies are parsed with the
+RAPI's strict JSON parser (no NaN, 64-bit integers, nesting limit).
 """
 
 from __future__ import annotations
@@ -21,11 +22,10 @@ from typing import Any
 
 import anyio.to_thread
 from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
 
-from corral import errors
+from corral import errors, strictjson
 from corral.masterd.master import Master
 
 log = logging.getLogger(__name__)
@@ -56,10 +56,28 @@ METHODS: dict[str, str] = {
 }
 
 
-class LuxiRequest(BaseModel):
-    """Body of a request: the method's positional arguments."""
+# Largest request accepted (bytes); SubmitManyJobs of many jobs stays far below.
+MAX_REQUEST_SIZE = 64 * 1024 * 1024
 
-    args: list[Any] = Field(default_factory=list)
+
+def _parse_request(raw: bytes) -> list[Any]:
+    """The positional arguments of a request body ``{"args": [...]}``.
+
+    The body is strict JSON (:mod:`corral.strictjson`, the RAPI's parser);
+    raises ``OpPrereqError`` (ECODE_INVAL) for anything else.
+    """
+    if len(raw) > MAX_REQUEST_SIZE:
+        raise errors.OpPrereqError(f"Request larger than {MAX_REQUEST_SIZE} bytes",
+                                   errors.ECODE_INVAL)
+    try:
+        data = strictjson.loads(raw) if raw else {}
+    except strictjson.StrictJsonError as exc:
+        raise errors.OpPrereqError(f"Invalid request: {exc}", errors.ECODE_INVAL) from None
+    if not isinstance(data, dict) or set(data) - {"args"} or \
+            not isinstance(data.get("args", []), list):
+        raise errors.OpPrereqError('Invalid request: the body must be {"args": [...]}',
+                                   errors.ECODE_INVAL)
+    return list(data.get("args", []))
 
 
 def _reply(success: bool, result: Any) -> JSONResponse:
@@ -99,17 +117,19 @@ def create_app(master: Master) -> FastAPI:
     app = FastAPI(title="corral-masterd client API", docs_url=None, redoc_url=None,
                   openapi_url=None, lifespan=lifespan)
 
-    @app.exception_handler(RequestValidationError)
-    async def _bad_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        return _failure(errors.OpPrereqError(f"Invalid request: {exc.errors()}",
-                                             errors.ECODE_INVAL))
-
     @app.post("/luxi/{method}")
-    def luxi(method: str, body: LuxiRequest) -> JSONResponse:
+    async def luxi(method: str, request: Request) -> JSONResponse:
+        try:
+            args = _parse_request(await request.body())
+        except errors.OpPrereqError as err:
+            return _failure(err)
+        return await run_in_threadpool(_call, method, args)
+
+    def _call(method: str, args: list[Any]) -> JSONResponse:
         log.debug("LUXI request %s", method)
         try:
             # Encoding inside the try: a result that is not JSON is an error too.
-            return _reply(True, call_method(master, method, body.args))
+            return _reply(True, call_method(master, method, args))
         except errors.CorralError as err:
             log.info("LUXI %s failed: %s", method, err)
             return _failure(err)

@@ -34,8 +34,9 @@ I_FIELDS = ("name", "admin_state", "os", "pnode", "snodes", "disk_template", "ni
 
 REQ_DATA_VERSION = "__version__"
 CONSOLE_TIMEOUT = 60.0
-# Query arguments every opcode-submitting resource takes.
-COMMON_QUERY_ARGS = frozenset({"dry-run", "reason"})      # seconds for the OP_INSTANCE_CONSOLE job
+# Query arguments reinstall takes with a body too: dry-run (a Corral
+# extension; Ganeti refuses even ?reason= with a body, and so does Corral).
+COMMON_QUERY_ARGS = frozenset({"dry-run"})      # seconds for the OP_INSTANCE_CONSOLE job
 
 
 def _update_beparams(inst: dict[str, Any]) -> dict[str, Any]:
@@ -133,7 +134,7 @@ class R_2_instances_name_reinstall(Resource):
     NAME = "instances_name_reinstall"
 
     def POST(self) -> int:
-        # The common arguments (dry-run, reason) go with either interface.
+        # dry-run goes with either interface.
         legacy_args = set(self.queryargs) - COMMON_QUERY_ARGS
         if self.body:
             if legacy_args:
