@@ -22,10 +22,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
+import json
 import multiprocessing
+import os
 import random
 import shutil
 import socket
+import ssl
 import tempfile
 import time
 from pathlib import Path
@@ -80,39 +84,82 @@ class Recorder:
             self.errors[kind] = self.errors.get(kind, 0) + 1
 
 
-async def _timed(rec: Recorder, kind: str, coro: Any) -> httpx.Response | None:
+class Conn:
+    """One keep-alive HTTPS connection speaking minimal HTTP/1.1 (a light
+    client: the load generator shares the CPU with the daemons it measures,
+    and a full HTTP client library costs more per request than the server)."""
+
+    def __init__(self, host: str, port: int, ssl_ctx: ssl.SSLContext) -> None:
+        self.host, self.port, self.ssl_ctx = host, port, ssl_ctx
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def request(self, method: str, path: str, body: Any = None,
+                      auth: str | None = None) -> tuple[int, Any]:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(
+                self.host, self.port, ssl=self.ssl_ctx)
+        assert self.reader is not None
+        data = json.dumps(body).encode() if body is not None else b""
+        head = f"{method} {path} HTTP/1.1\r\nHost: {self.host}\r\n"
+        if auth:
+            head += f"Authorization: Basic {auth}\r\n"
+        if data:
+            head += "Content-Type: application/json\r\n"
+        head += f"Content-Length: {len(data)}\r\n\r\n"
+        try:
+            self.writer.write(head.encode() + data)
+            lines = (await self.reader.readuntil(b"\r\n\r\n")).split(b"\r\n")
+            status = int(lines[0].split()[1])
+            length = next(int(line.split(b":", 1)[1]) for line in lines
+                          if line.lower().startswith(b"content-length:"))
+            payload = json.loads(await self.reader.readexactly(length))
+        except (OSError, asyncio.IncompleteReadError, ValueError, StopIteration):
+            self.writer.close()
+            self.reader = self.writer = None
+            raise
+        if any(line.lower() == b"connection: close" for line in lines):
+            self.writer.close()
+            self.reader = self.writer = None
+        return status, payload
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+async def _timed(rec: Recorder, kind: str, conn: Conn, method: str, path: str,
+                 body: Any = None, auth: str | None = None) -> tuple[int, Any] | None:
     t0 = time.perf_counter()
     try:
-        resp = await coro
-    except httpx.HTTPError:
+        status, payload = await conn.request(method, path, body, auth)
+    except (OSError, asyncio.IncompleteReadError, ValueError, StopIteration):
         rec.add(kind, time.perf_counter() - t0, False)
         return None
-    rec.add(kind, time.perf_counter() - t0, resp.status_code == 200)
-    return resp
+    rec.add(kind, time.perf_counter() - t0, status == 200)
+    return status, payload
 
 
-async def reader(http: httpx.AsyncClient, rec: Recorder, names: list[str], stop: float,
+async def reader(conn: Conn, rec: Recorder, names: list[str], stop: float,
                  seed: int) -> None:
     rnd = random.Random(seed)
     while time.monotonic() < stop:
         path = rnd.choice(READ_PATHS)
         kind = "read " + path.split("?")[0].replace("{name}", "NAME") + \
             ("?bulk=1" if "bulk" in path else "")
-        await _timed(rec, kind, http.get(path.format(name=rnd.choice(names))))
+        await _timed(rec, kind, conn, "GET", path.format(name=rnd.choice(names)))
 
 
-async def wait_job(http: httpx.AsyncClient, rec: Recorder, job_id: Any, stop: float) -> None:
+async def wait_job(conn: Conn, rec: Recorder, job_id: Any, stop: float) -> None:
     while time.monotonic() < stop + 60:
-        resp = await _timed(rec, "write-poll /2/jobs/ID", http.get(f"/2/jobs/{job_id}"))
-        if resp is not None and resp.status_code == 200 and \
-                resp.json()["status"] in C.JOBS_FINALIZED:
+        got = await _timed(rec, "write-poll /2/jobs/ID", conn, "GET", f"/2/jobs/{job_id}")
+        if got is not None and got[0] == 200 and got[1]["status"] in C.JOBS_FINALIZED:
             return
         await asyncio.sleep(JOB_POLL_INTERVAL)
 
 
-async def writer(http: httpx.AsyncClient, rec: Recorder, name: str, stop: float,
-                 jobs: Recorder) -> None:
-    auth = (USER, PASSWORD)
+async def writer(conn: Conn, rec: Recorder, name: str, stop: float, jobs: Recorder) -> None:
+    auth = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
     steps = [("create", "POST", "/2/instances", create_body(name)),
              ("modify", "PUT", f"/2/instances/{name}/modify",
               {"beparams": {"maxmem": 128, "minmem": 128}}),
@@ -123,39 +170,44 @@ async def writer(http: httpx.AsyncClient, rec: Recorder, name: str, stop: float,
         kind, method, path, body = steps[i]
         i = i + 1 if i + 1 < len(steps) else 1
         t0 = time.perf_counter()
-        resp = await _timed(rec, f"write {kind}", http.request(method, path, json=body,
-                                                                 auth=auth))
-        if resp is None or resp.status_code != 200:
+        got = await _timed(rec, f"write {kind}", conn, method, path, body, auth)
+        if got is None or got[0] != 200:
             await asyncio.sleep(0.5)
             continue
-        await wait_job(http, rec, resp.json(), stop)
+        await wait_job(conn, rec, got[1], stop)
         jobs.add(f"job {kind} (submit to end)", time.perf_counter() - t0, True)
 
 
-async def drive(base: str, readers: int, writers: int, duration: float, prefix: str,
-                names: list[str]) -> tuple[Recorder, Recorder]:
+async def drive(host: str, port: int, readers: int, writers: int, duration: float,
+                prefix: str, names: list[str]) -> tuple[Recorder, Recorder]:
     rec, jobs = Recorder(), Recorder()
-    # One keep-alive connection per simulated client, as separate clients
-    # would have (one shared pool serializes on its own bookkeeping).
-    ssl_ctx = httpx.create_ssl_context(verify=False)
-    clients = [httpx.AsyncClient(base_url=base, verify=ssl_ctx, timeout=120,
-                                 limits=httpx.Limits(max_connections=1))
-               for _ in range(readers + writers)]
+    ssl_ctx = ssl.create_default_context()
+    ssl_ctx.check_hostname = False
+    ssl_ctx.verify_mode = ssl.CERT_NONE
+    # One keep-alive connection per simulated client.
+    conns = [Conn(host, port, ssl_ctx) for _ in range(readers + writers)]
     stop = time.monotonic() + duration
-    tasks = [reader(clients[k], rec, names, stop, k) for k in range(readers)]
-    tasks += [writer(clients[readers + k], rec, f"{prefix}w{k}", stop, jobs)
+    tasks = [reader(conns[k], rec, names, stop, k) for k in range(readers)]
+    tasks += [writer(conns[readers + k], rec, f"{prefix}w{k}", stop, jobs)
               for k in range(writers)]
     try:
         await asyncio.gather(*tasks)
     finally:
-        for client in clients:
-            await client.aclose()
+        for conn in conns:
+            conn.close()
     return rec, jobs
 
 
-def _proc(args: tuple[str, int, int, float, str, list[str]]) -> tuple[dict, dict, dict]:
+def _proc(args: tuple[str, int, int, int, float, str, list[str]]) -> tuple[dict, dict, dict]:
     rec, jobs = asyncio.run(drive(*args))
     return rec.lat, rec.errors, jobs.lat
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` (seconds)."""
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -215,12 +267,15 @@ def main() -> None:
             for job_id in ids:
                 while http.get(f"/2/jobs/{job_id}").json()["status"] not in C.JOBS_FINALIZED:
                     time.sleep(0.2)
-        per = [(base, args.readers // args.procs, args.writers // args.procs, args.duration,
+        per = [(cluster.master.ip, cluster.rapi_port, args.readers // args.procs, args.writers // args.procs, args.duration,
                 f"p{k}", names) for k in range(args.procs)]
+        pid = int(cluster.master_paths.pid_file("masterd").read_text())
+        cpu0 = _cpu_seconds(pid)
         t0 = time.monotonic()
         with multiprocessing.get_context("spawn").Pool(args.procs) as pool:
             results = pool.map(_proc, per)
         elapsed = time.monotonic() - t0
+        cpu = _cpu_seconds(pid) - cpu0
         lat: dict[str, list[float]] = {}
         errs: dict[str, int] = {}
         for part_lat, part_err, part_jobs in results:
@@ -236,6 +291,9 @@ def main() -> None:
               f"load average {' '.join(load)}")
         print(f"reference (issue 8): {REF_RPS:.0f} req/s, median {REF_MEDIAN_S:.0f} s")
         report(lat, errs, args.duration)
+        total = sum(len(v) for k, v in lat.items() if not k.startswith("job"))
+        print(f"masterd CPU: {cpu:.1f} s for {total} requests "
+              f"({cpu / max(total, 1) * 1000:.2f} ms per request)")
     finally:
         devcluster.down(cluster.directory, purge=True)
         shutil.rmtree(directory, ignore_errors=True)

@@ -367,11 +367,15 @@ class Master:
         from corral import query as q
         live = None
         if q.needs_live_data(what, fields):
-            # Concurrent queries of the same objects share one RPC round.
-            live = self._live.get((what, tuple(names) if names else None),
+            # Concurrent queries share one RPC round. Instances: every node
+            # reports all its instances anyway, so one round of all nodes
+            # serves the queries of any instance names (unknown names are
+            # refused by the query itself).
+            live_names = None if what == QR_INSTANCE else names
+            live = self._live.get((what, tuple(live_names) if live_names else None),
                                   self.cfg.serial_no,
                                   lambda: q.gather_live_data(what, self.cfg, self.context.rpc,
-                                                             fields, names))
+                                                             fields, live_names))
         return [list(row) for row in q.query(what, self.cfg, fields, names, live)]
 
     def _job_rows(self, fields: list[str], names: list[str] | None

@@ -16,13 +16,16 @@ from __future__ import annotations
 import http
 import json
 import logging
+import queue
 import re
 import time
+from logging.handlers import QueueHandler, QueueListener
+from types import SimpleNamespace
 from typing import Any
 from urllib.parse import parse_qs
 
-from fastapi import FastAPI, Request
-from fastapi.responses import Response
+from starlette.requests import Request
+from starlette.responses import Response
 from anyio import CapacityLimiter, to_thread
 
 from corral import strictjson
@@ -99,7 +102,6 @@ MAX_BODY_SIZE = 1024 * 1024
 # Longest query string and most query arguments accepted (400 beyond).
 MAX_QUERY_LENGTH = 16 * 1024
 MAX_QUERY_FIELDS = 100
-_METHODS = ["GET", "PUT", "POST", "DELETE", "HEAD", "OPTIONS", "PATCH"]
 
 
 def resolve(path: str) -> tuple[type[Resource], tuple[str, ...]] | None:
@@ -148,6 +150,32 @@ class Limiters:
         if limiter is None:
             limiter = self._limiters[pool] = CapacityLimiter(POOL_SIZES[pool])
         return limiter
+
+
+def start_access_log_writer() -> QueueListener | None:
+    """Hand access-log records to a writer thread (one file write and flush
+    per request must not happen on the event loop); the writer uses the
+    root logger's handlers (masterd.log). Returns the listener to stop at
+    shutdown, None when the root logger has no handlers (records then
+    propagate as usual)."""
+    root = logging.getLogger()
+    if not root.handlers:
+        return None
+    records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+    listener = QueueListener(records, *root.handlers, respect_handler_level=True)
+    listener.start()
+    access_log.handlers[:] = [QueueHandler(records)]
+    access_log.propagate = False
+    return listener
+
+
+def stop_access_log_writer(listener: QueueListener | None) -> None:
+    """Write what is queued and stop the writer; records propagate again."""
+    if listener is None:
+        return
+    listener.stop()
+    access_log.handlers[:] = []
+    access_log.propagate = True
 
 
 def log_access(request: Request, user: User | None, status: int, seconds: float) -> None:
@@ -213,23 +241,41 @@ async def read_body(request: Request) -> bytes:
     return b"".join(chunks)
 
 
-def create_app(master: Any, paths: Paths, require_authentication: bool = False) -> FastAPI:
-    """The RAPI v2 FastAPI application.
-
-    ``master`` is a :class:`corral.masterd.master.Master` (or anything with
-    its methods); users come from ``paths.rapi_users`` (re-read when it
-    changes). With ``require_authentication`` every request needs a valid
-    user (Ganeti's ``--require-authentication``).
+class RapiApp:
+    """The RAPI as a plain ASGI application: one dispatcher behind no
+    framework middleware (every request goes to :meth:`dispatch`; the
+    framework's routing and middleware stack cost more per request than
+    most handlers). ``state.master`` and ``state.users`` are what it serves.
     """
-    users = UsersFile(paths.rapi_users)
-    app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None,
-                  title="Corral RAPI")
-    app.state.master = master
-    app.state.users = users
 
-    limiters = Limiters()
+    def __init__(self, master: Any, paths: Paths, require_authentication: bool) -> None:
+        self.state = SimpleNamespace(master=master, users=UsersFile(paths.rapi_users))
+        self.require_authentication = require_authentication
+        self.limiters = Limiters()
+        self._writer: QueueListener | None = None
 
-    async def dispatch(request: Request) -> Response:
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            request = Request(scope, receive)
+            response = await self.dispatch(request)
+            await response(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive: Any, send: Any) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                self._writer = start_access_log_writer()
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                stop_access_log_writer(self._writer)
+                self._writer = None
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def dispatch(self, request: Request) -> Response:
+        """Answer one request (the order of checks is the module docstring's)."""
         start = time.monotonic()
         path = request.url.path
         method = request.method.upper()
@@ -242,14 +288,19 @@ def create_app(master: Any, paths: Paths, require_authentication: bool = False) 
             fn = cls.handler(method)
             if fn is None:
                 raise HttpError(501, f"Method {method} is unsupported for path {path}")
-            limiter = limiters.get(cls.pool(method))
-            user = await to_thread.run_sync(
-                check_access, users, request.headers.get("authorization"),
-                cls.access(method), require_authentication, limiter=limiter)
+            limiter = self.limiters.get(cls.pool(method))
+            users = self.state.users
+            authorization = request.headers.get("authorization")
+            if authorization:       # reads the users file, hashes: in a thread
+                user = await to_thread.run_sync(
+                    check_access, users, authorization, cls.access(method),
+                    self.require_authentication, limiter=limiter)
+            else:                   # no I/O: decided right here
+                check_access(users, None, cls.access(method), self.require_authentication)
             body = parse_body(request.headers.get("content-type"), await read_body(request))
             queryargs = parse_query(request.url.query)
-            ctx = RequestContext(master=master, method=method, path=path, items=items,
-                                 queryargs=queryargs, body=body, user=user)
+            ctx = RequestContext(master=self.state.master, method=method, path=path,
+                                 items=items, queryargs=queryargs, body=body, user=user)
             resource = cls(ctx)
             resource.check_forbidden()
             response = await to_thread.run_sync(_run_handler, fn, resource, limiter=limiter)
@@ -261,5 +312,13 @@ def create_app(master: Any, paths: Paths, require_authentication: bool = False) 
         log_access(request, user, response.status_code, time.monotonic() - start)
         return response
 
-    app.add_api_route("/{rest:path}", dispatch, methods=_METHODS, include_in_schema=False)
-    return app
+
+def create_app(master: Any, paths: Paths, require_authentication: bool = False) -> RapiApp:
+    """The RAPI v2 ASGI application.
+
+    ``master`` is a :class:`corral.masterd.master.Master` (or anything with
+    its methods); users come from ``paths.rapi_users`` (re-read when it
+    changes). With ``require_authentication`` every request needs a valid
+    user (Ganeti's ``--require-authentication``).
+    """
+    return RapiApp(master, paths, require_authentication)
