@@ -28,7 +28,6 @@ import multiprocessing
 import os
 import random
 import shutil
-import socket
 import ssl
 import tempfile
 import time
@@ -49,20 +48,6 @@ USER, PASSWORD = "bench", "benchpw"
 READ_PATHS = ("/2/info", "/2/instances", "/2/instances?bulk=1", "/2/instances/{name}",
               "/2/jobs")
 JOB_POLL_INTERVAL = 0.2
-
-
-def _free_base() -> str:
-    for third in range(60, 250):
-        base = f"127.0.{third}"
-        try:
-            for ip, port in ((f"{base}.1", C.DEFAULT_NODED_PORT),
-                             (f"{base}.1", C.DEFAULT_RAPI_PORT)):
-                with socket.socket() as s:
-                    s.bind((ip, port))
-        except OSError:
-            continue
-        return base
-    raise RuntimeError("no free loopback range for the dev cluster")
 
 
 def create_body(name: str) -> dict[str, Any]:
@@ -254,7 +239,8 @@ def main() -> None:
                         help="instances created before the load (read targets)")
     args = parser.parse_args()
     directory = Path(tempfile.mkdtemp(prefix="corral-rl-", dir="/tmp"))
-    cluster = devcluster.up(1, directory, disk_templates=(C.DT_DISKLESS,), base=_free_base())
+    cluster = devcluster.up(1, directory, disk_templates=(C.DT_DISKLESS,),
+                            base=devcluster.free_base(1, first=60))
     try:
         users = cluster.master_paths.rapi_users
         users.parent.mkdir(parents=True, exist_ok=True)
@@ -267,7 +253,8 @@ def main() -> None:
             for job_id in ids:
                 while http.get(f"/2/jobs/{job_id}").json()["status"] not in C.JOBS_FINALIZED:
                     time.sleep(0.2)
-        per = [(cluster.master.ip, cluster.rapi_port, args.readers // args.procs, args.writers // args.procs, args.duration,
+        per = [(cluster.master.ip, cluster.rapi_port, args.readers // args.procs,
+                args.writers // args.procs, args.duration,
                 f"p{k}", names) for k in range(args.procs)]
         pid = int(cluster.master_paths.pid_file("masterd").read_text())
         cpu0 = _cpu_seconds(pid)

@@ -18,6 +18,7 @@ import logging
 import os
 import re
 import shutil
+import socket
 import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
@@ -108,6 +109,26 @@ def _node_ip(base: str, k: int) -> str:
         raise errors.OpPrereqError(f"Base '{base}' must be the first three octets of a "
                                    "loopback address (127.x.y)", errors.ECODE_INVAL)
     return f"{base}.{k}"
+
+
+def free_base(n: int, first: int = 40) -> str:
+    """A ``127.0.X`` range where nodes 1..n can bind noded's port and node1
+    the RAPI port (for benchmarks; tests use their own locked ranges).
+
+    Raises ``CorralError`` (ECODE_ENVIRON) when every range is taken.
+    """
+    for third in range(first, 250):
+        base = f"127.0.{third}"
+        binds = [(f"{base}.{k}", C.DEFAULT_NODED_PORT) for k in range(1, n + 1)]
+        try:
+            for ip, port in [*binds, (f"{base}.1", C.DEFAULT_RAPI_PORT)]:
+                with socket.socket() as s:
+                    s.bind((ip, port))
+        except OSError:
+            continue
+        return base
+    raise errors.CorralError("No free loopback range for a dev cluster",
+                             errors.ECODE_ENVIRON)
 
 
 def up(n: int, directory: str | os.PathLike[str],

@@ -24,9 +24,9 @@ from types import SimpleNamespace
 from typing import Any
 from urllib.parse import parse_qs
 
+from anyio import CapacityLimiter, to_thread
 from starlette.requests import Request
 from starlette.responses import Response
-from anyio import CapacityLimiter, to_thread
 
 from corral import strictjson
 from corral.paths import Paths
