@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 
 # WaitForJobChange blocks a server thread; never longer than this (seconds).
 MAX_WAIT_FOR_JOB_CHANGE = 30.0
+# Query results kept for reuse (see Master._rows); emptied when full.
+ROWS_CACHE_SIZE = 64
 # Default lifetime of a node join token (seconds).
 DEFAULT_JOIN_TOKEN_TTL = 3600
 
@@ -223,6 +225,7 @@ class Master:
         self.context = context
         self._live = LiveDataCache()
         self._field_defs_cache: dict[str, dict[str, dict[str, Any]]] = {}
+        self._rows_cache: dict[tuple[Any, ...], tuple[int, Any, list[Any]]] = {}
 
     # -- helpers ------------------------------------------------------------------
     @property
@@ -365,6 +368,7 @@ class Master:
         if what == QR_LOCK:
             return self._lock_rows(fields, names)
         from corral import query as q
+        serial = self.cfg.serial_no
         live = None
         if q.needs_live_data(what, fields):
             # Concurrent queries share one RPC round. Instances: every node
@@ -373,10 +377,21 @@ class Master:
             # refused by the query itself).
             live_names = None if what == QR_INSTANCE else names
             live = self._live.get((what, tuple(live_names) if live_names else None),
-                                  self.cfg.serial_no,
+                                  serial,
                                   lambda: q.gather_live_data(what, self.cfg, self.context.rpc,
                                                              fields, live_names))
-        return [list(row) for row in q.query(what, self.cfg, fields, names, live)]
+        # The rows only depend on the config (serial) and the live data: many
+        # readers asking the same between two commits share one evaluation.
+        key = (what, tuple(fields), tuple(names) if names else None)
+        cached = self._rows_cache.get(key)
+        if cached is not None and cached[0] == serial and cached[1] is live:
+            return cached[2]
+        rows = [list(row) for row in q.query(what, self.cfg, fields, names, live)]
+        if len(self._rows_cache) >= ROWS_CACHE_SIZE:
+            self._rows_cache.clear()
+        # The entry holds ``live`` itself, so its identity cannot be reused.
+        self._rows_cache[key] = (serial, live, rows)
+        return rows
 
     def _job_rows(self, fields: list[str], names: list[str] | None
                   ) -> list[list[tuple[int, Any]]]:

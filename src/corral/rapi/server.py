@@ -95,7 +95,7 @@ URI_MAP: list[tuple[re.Pattern[str], type[Resource]]] = [
 
 HTTP_APP_JSON = "application/json"
 # Worker threads per kind of request (see Limiters and Resource.pool).
-POOL_SIZES = {POOL_READ: 24, POOL_WRITE: 16, POOL_WAIT: 64}
+POOL_SIZES = {POOL_READ: 8, POOL_WRITE: 16, POOL_WAIT: 64}
 # Largest request body accepted (bytes, 413 beyond): Ganeti clients send at
 # most a few KiB (a multi-instance allocation).
 MAX_BODY_SIZE = 1024 * 1024
