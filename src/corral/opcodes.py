@@ -254,6 +254,27 @@ class OpClusterVerifyGroup(OpCode):
     verify_clutter: bool = False
 
 
+class OpClusterVerifyDisks(OpCode):
+    """Submit one OP_GROUP_VERIFY_DISKS job per node group (or for one)."""
+
+    group_name: str | None = None
+
+
+class OpGroupVerifyDisks(OpCode):
+    """Disks of one group: (node errors, instances needing activate-disks,
+    missing disks)."""
+
+    OP_DSC_FIELD = "group_name"
+    group_name: NonEmptyStr
+
+
+class OpClusterRepairDiskSizes(OpCode):
+    """Fix recorded disk sizes; result ``[(instance, disk idx, "size", MiB)]``."""
+
+    OP_DSC_FIELD = "instances"
+    instances: list[NonEmptyStr] = Field(default_factory=list)
+
+
 class OpClusterConfigQuery(OpCode):
     output_fields: list[str]
 

@@ -13,6 +13,7 @@ from typing import Any
 from corral import constants as C
 from corral.cmdlib.base import FeedbackFn, LogicalUnit
 from corral.cmdlib.common import FILE_STORAGE_PATHS_FILE
+from corral.cmdlib.disk_checks import DiskVerifyMixin
 from corral.objects import Node
 
 # Files that must be identical on every node (virtual paths).
@@ -33,7 +34,7 @@ def format_verify_error(error_codes: bool, code: str, item_type: str, item: str,
     return f"  - {severity}: {item_type} {item}: {msg}"
 
 
-class LUClusterVerifyGroup(LogicalUnit):
+class LUClusterVerifyGroup(DiskVerifyMixin, LogicalUnit):
     """Verify the nodes and instances of one node group."""
 
     HPATH = "cluster-verify"
@@ -111,6 +112,8 @@ class LUClusterVerifyGroup(LogicalUnit):
                         "simulated error")
         self._verify_instances(feedback_fn, running, {n.uuid for n in online})
         self._verify_orphans(feedback_fn, running)
+        self._verify_disks(feedback_fn, [n.uuid for n in online
+                                         if not results[n.uuid].fail_msg])
         return not self.bad
 
     def _verify_node(self, feedback_fn: FeedbackFn, node: Node, payload: dict[str, Any],
