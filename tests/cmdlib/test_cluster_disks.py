@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -122,8 +123,7 @@ def test_missing_disk(denv: Env) -> None:
     ok, lines = verify(denv, error_codes=True)
     assert not ok
     assert errors_of(lines) == [
-        f"  - ERROR:EINSTANCEMISSINGDISK:instance:miss1:disk/0 ({vpath}) missing on node "
-        "node1"]
+        f"  - ERROR:EINSTANCEMISSINGDISK:instance:miss1:disk/0 ({vpath}) missing on node node1"]
     # Ignored codes become warnings and verify succeeds (Ganeti's -I).
     ok, lines = verify(denv, ignore_errors=["EINSTANCEMISSINGDISK"])
     assert ok and errors_of(lines) == []
@@ -136,8 +136,8 @@ def test_truncated_and_unusable_disks(denv: Env) -> None:
     ok, lines = verify(denv, error_codes=True)
     assert not ok
     assert errors_of(lines) == [
-        "  - ERROR:EINSTANCEFAULTYDISK:instance:short1:disk/0 on node1 is smaller than "
-        f"recorded: 3 MiB ({3 * MIB} bytes), configuration says 8 MiB"]
+        ("  - ERROR:EINSTANCEFAULTYDISK:instance:short1:disk/0 on node1 is smaller than "
+         f"recorded: 3 MiB ({3 * MIB} bytes), configuration says 8 MiB")]
     path.unlink()
     path.mkdir()
     try:
@@ -165,8 +165,8 @@ def test_orphan_files_and_links(denv: Env) -> None:
         # The shared dir is one directory seen by every node.
         f"  - ERROR:ENODEORPHANLV:node:node1:file {SHARED_DIR}/junk.img is unknown",
         f"  - ERROR:ENODEORPHANLV:node:node2:file {SHARED_DIR}/junk.img is unknown",
-        "  - ERROR:ENODEORPHANLV:node:node2:disk link "
-        "/var/run/corral/instance-disks/ghost:0 is unknown"])
+        ("  - ERROR:ENODEORPHANLV:node:node2:disk link "
+         "/var/run/corral/instance-disks/ghost:0 is unknown")])
     # An export is not an orphan, even while it is being written.
     remove_stray(denv)
     drop(denv, "node1", "/srv/corral/export/keep1.new/disk0", 1)
