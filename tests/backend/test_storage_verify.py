@@ -3,35 +3,21 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from corral import constants as C
 from corral import errors
 from corral.backend import blockdev as bd
 from corral.backend import storage_verify as sv
 from corral.noded import dispatch
-from corral.objects import Disk
 from corral.paths import Paths
 
-MIB = 1024 * 1024
-FS = "/srv/corral/file-storage"
-SFS = "/srv/corral/shared-file-storage"
+from . import test_blockdev
+from .test_blockdev import FS, MIB, SFS, disk_dict
 
-
-@pytest.fixture
-def paths(tmp_path: Path) -> Paths:
-    p = Paths(tmp_path / "root")
-    p.ensure_dirs()
-    p.file_storage_paths.write_text(f"{FS}\n{SFS}\n")
-    return p
-
-
-def disk_dict(vpath: str, size: int = 2, dev_type: str = C.DT_FILE) -> dict[str, Any]:
-    return Disk(dev_type=dev_type, logical_id=[C.FD_LOOP, vpath], size=size,
-                iv_name="disk/0").to_dict()
+# The node root with FS and SFS allowed, as in the block device tests.
+paths = test_blockdev.paths
 
 
 def make(paths: Paths, vpath: str, size: int = 2) -> dict[str, Any]:
