@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from corral import constants as C
-from corral import errors
+from corral import daemons, errors
 
 try:
     from .test_instance_fixtures import Env, env, icluster, install_test_os  # noqa: F401
@@ -284,3 +284,21 @@ def test_cli_repair_disk_sizes(denv: Env, run_cli: Any) -> None:
     assert disk_size(denv, "rep1") == 16
     res = run_cli(["gnt-cluster", "repair-disk-sizes", "nosuch"], denv.dev, timeout=120)
     assert res.returncode == 1 and "nosuch" in res.stderr
+
+
+def test_verify_disks_with_a_dead_node(denv: Env) -> None:
+    file_instance(denv, "dn1", pnode="node2")
+    vpath = denv.info("dn1")["disks"][0]["logical_id"][1]
+    node2 = denv.node("node2")
+    assert daemons.stop_daemon(node2.paths, daemons.NODED)
+    try:
+        ((node_errors, needs, missing),) = verify_disks(denv)
+        ok, lines = verify(denv, error_codes=True)
+    finally:
+        daemons.start_noded(node2.paths, node2.ip, node2.noded_port)
+    assert list(node_errors) == ["node2"] and node_errors["node2"]
+    assert needs == [] and missing == {"dn1": [["node2", vpath]]}
+    # verify names the node once (node_verify), not once more for the disk checks.
+    assert not ok
+    assert any(line.startswith("  - ERROR:ENODERPC:node:node2:") for line in lines)
+    assert not any("cannot verify disks" in line for line in lines)
