@@ -118,14 +118,14 @@ class JobQueue(JobExecutionMixin):
             if lost_jobs and on_lost is not None:
                 try:
                     on_lost(lost_jobs)
-                except Exception:  # noqa: BLE001 - recovery must not stop the queue
+                except Exception:  # recovery must not stop the queue
                     log.exception("Reconciling after interrupted jobs failed")
             extra: list[list[dict[str, Any]]] = []
             if startup_jobs is not None:
                 try:
                     extra = startup_jobs([(j.id, [op.input for op in j.ops])
                                           for j in requeued])
-                except Exception:  # noqa: BLE001 - recovery must not stop the queue
+                except Exception:  # recovery must not stop the queue
                     log.exception("Computing the start-up jobs failed")
             for job in sorted(requeued, key=lambda j: j.id):
                 self._enqueue(job)
