@@ -108,8 +108,10 @@ class JobQueue(JobExecutionMixin):
         ``on_lost`` gets ``[(job_id, [opcode dicts])]`` of the jobs failed as
         lost, before any job runs (masterd reconciles the cluster with it).
         ``startup_jobs`` gets ``[(job_id, [opcode dicts])]`` of the requeued
-        jobs and returns jobs to submit before them (masterd's cleanup of
-        half-created instances). Exceptions of both are logged, not raised.
+        jobs and returns jobs to submit before the scheduler starts (masterd's
+        cleanup of half-created instances; they run first if their priority
+        is higher). Exceptions of both are logged, not raised; a start-up job
+        the queue refuses (drained, invalid) is logged as an error.
         """
         with self._lock:
             if self._started:
