@@ -76,7 +76,7 @@ def _create_op(idx: int) -> dict[str, Any]:
             "beparams": {"maxmem": 64, "minmem": 64}}
 
 
-def _wait(predicate: Any, what: str, timeout: float = 60.0) -> None:
+def _wait(predicate: Any, what: str, timeout: float = 120.0) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
