@@ -128,6 +128,9 @@ class Instance(TaggableObject):
     disk_template: str = C.DT_DISKLESS
     disks_active: bool = False
     network_port: int | None = None
+    # Corral extension: id of the OP_INSTANCE_CREATE job still building the
+    # instance (None once it is complete); see cmdlib/instance_create.py.
+    creating_job: int | None = None
 
     @property
     def secondary_nodes(self) -> list[str]:

@@ -114,6 +114,7 @@ class LUClusterVerifyGroup(DiskVerifyMixin, LogicalUnit):
         self._verify_orphans(feedback_fn, running)
         self._verify_disks(feedback_fn, [n.uuid for n in online
                                          if not results[n.uuid].fail_msg])
+        self._verify_incomplete(feedback_fn)
         return not self.bad
 
     def _verify_node(self, feedback_fn: FeedbackFn, node: Node, payload: dict[str, Any],
@@ -185,3 +186,26 @@ class LUClusterVerifyGroup(DiskVerifyMixin, LogicalUnit):
                     self._error(feedback_fn, "ENODEORPHANINSTANCE", "node",
                                 node.name if node else node_uuid,
                                 f"instance {name} is running but not in the configuration")
+
+    def _verify_incomplete(self, feedback_fn: FeedbackFn) -> None:
+        """Report instances a create job left incomplete (``creating_job`` set).
+
+        One whose create job still runs is only noted; one whose job has
+        ended (interrupted by a masterd crash, or failed without cleaning
+        up) is an error: ``gnt-instance remove`` deletes it. Corral
+        extension (Ganeti has no such mark).
+        """
+        queue = self.context.queue
+        for inst in sorted(self.instances, key=lambda i: i.name):
+            job_id = inst.creating_job
+            if job_id is None:
+                continue
+            (row,) = queue.query_jobs([job_id], ["status"]) if queue is not None else [None]
+            status = row[0] if row is not None else "unknown"
+            if status in (C.JOB_STATUS_QUEUED, C.JOB_STATUS_WAITING, C.JOB_STATUS_RUNNING):
+                feedback_fn(f"  - NOTICE: instance {inst.name} is being created by job "
+                            f"{job_id}")
+                continue
+            self._error(feedback_fn, "EINSTANCEINCOMPLETE", "instance", inst.name,
+                        f"instance was left half-created by job {job_id} (status {status});"
+                        " remove it with 'gnt-instance remove'")

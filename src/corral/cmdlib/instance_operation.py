@@ -375,10 +375,11 @@ class LUInstanceRename(_InstanceLU):
 
 
 class LUInstanceRemove(_InstanceLU):
-    """Shut down and delete an instance and its disks."""
+    """Shut down and delete an instance and its disks (also a half-created one)."""
 
     HPATH = "instance-remove"
     NODE_RES = True
+    ACCEPTS_INCOMPLETE = True
 
     def check_prereq(self) -> None:
         self.instance = self.get_locked_instance()

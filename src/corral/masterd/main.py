@@ -6,7 +6,8 @@ config store, recovers and starts the job queue, and serves the client API
 master's primary IP, port ``cluster.rapi_port``) in one asyncio loop.
 SIGTERM/SIGINT stop both servers, then the queue; the socket and pid file
 are removed. Jobs still running when the process dies are recovered as
-failed (``JobLost``) at the next start.
+failed (``JobLost``) at the next start, jobs that had not started are run,
+and instances left half-created are removed (:mod:`corral.masterd.reconcile`).
 
 Usage: ``corral-masterd --root DIR [--rapi-bind ADDR] [--rapi-port N] [--no-rapi]``
 """
@@ -192,7 +193,7 @@ def run(paths: Paths, rapi_bind: str | None, rapi_port: int | None, no_rapi: boo
     from corral.config import ConfigStore
     from corral.jobs import JobQueue
     from corral.locking import LockManager
-    from corral.masterd.reconcile import reconcile_lost_jobs
+    from corral.masterd.reconcile import incomplete_instance_jobs, reconcile_lost_jobs
     from corral.masterd.replication import ConfigReplicator
     from corral.mcpu import Processor
     from corral.rpc import RpcRunner
@@ -220,7 +221,8 @@ def run(paths: Paths, rapi_bind: str | None, rapi_port: int | None, no_rapi: boo
     sock = bind_unix_socket(paths.master_socket)
     try:
         replicator.start()
-        queue.start(on_lost=lambda lost: reconcile_lost_jobs(context, lost))
+        queue.start(on_lost=lambda lost: reconcile_lost_jobs(context, lost),
+                    startup_jobs=lambda pending: incomplete_instance_jobs(context, pending))
         log.info("Job queue started; serving the client API on %s", paths.master_socket)
         api_config = uvicorn.Config(api.create_app(master), log_config=None,
                                     access_log=False, lifespan="on",
