@@ -12,8 +12,10 @@ the peer; default the cluster CA), ``compress`` (``none`` or a tool of
 :mod:`corral.impexp.compression`), ``magic`` (required, ``IE_MAGIC_RE``),
 ``expected_size`` (MiB, for progress), ``connect_timeout`` (s),
 ``connect_retries``, ``ipv6`` (ignored: the address decides), and the Corral
-extension ``listen_host`` (address the importer listens on; default this
-node's primary IP from ssconf).
+extensions ``listen_host`` (address the importer listens on; default this
+node's primary IP from ssconf), ``timeout`` and ``idle_timeout`` (seconds
+for the whole transfer / without data once connected, 0 = no limit; default
+those of :mod:`corral.impexp.watchdog`).
 
 I/O arguments (Ganeti's ``impexp_io``): ``["file", virtual_path]`` (below
 the node's export directory), ``["raw", disk_dict]``,
@@ -85,6 +87,8 @@ class ImportExportOptions(BaseModel):
     connect_retries: int = DEFAULT_CONNECT_RETRIES
     ipv6: bool = False
     listen_host: str | None = None
+    timeout: float | None = None
+    idle_timeout: float | None = None
 
 
 def _fail(msg: str, ecode: str = errors.ECODE_INVAL) -> errors.RPCFail:
@@ -111,6 +115,8 @@ def _decode_opts(opts: Any) -> ImportExportOptions:
         raise _fail("Invalid expected size")
     if parsed.connect_timeout <= 0 or parsed.connect_retries < 0:
         raise _fail("Invalid connect timeout or retries")
+    if any(t is not None and not 0 <= t < 1e9 for t in (parsed.timeout, parsed.idle_timeout)):
+        raise _fail("Invalid transfer timeout")
     return parsed
 
 
@@ -324,6 +330,10 @@ def _start(paths: Paths, mode: str, opts_data: Any, instance: Any, component: An
                 "--connect-retries", str(opts.connect_retries)]
         if opts.expected_size:
             argv += ["--expected-size", str(opts.expected_size)]
+        if opts.timeout is not None:
+            argv += ["--timeout", str(opts.timeout)]
+        if opts.idle_timeout is not None:
+            argv += ["--idle-timeout", str(opts.idle_timeout)]
         inst_name = instance.get("name") if isinstance(instance, dict) else None
         os_name = instance.get("os") if isinstance(instance, dict) else None
         log_path = osdef.os_log_path(paths, mode, os_name or "none", inst_name or name,
