@@ -453,5 +453,39 @@ def impexp_cleanup(paths: Paths, name: str) -> None:
     shutil.rmtree(status_dir, ignore_errors=True)
 
 
+def sweep_transfers(paths: Paths) -> list[str]:
+    """Clean up every transfer left by an earlier noded process (at noded start).
+
+    Called before noded serves, so no transfer of this process exists yet:
+    every entry of ``paths.impexp_dir`` is a leftover whose master can no
+    longer rely on it (its status calls failed or will find it gone). A
+    transfer process still running is stopped (SIGTERM, then SIGKILL), the
+    partial output of an unfinished import undone, and the directory
+    removed, as :func:`impexp_cleanup` does. Entries that are not transfer
+    directories are left alone. Returns the names swept; each is logged.
+    """
+    try:
+        names = sorted(os.listdir(paths.impexp_dir))
+    except FileNotFoundError:
+        return []
+    swept = []
+    for name in names:
+        if not NAME_RE.match(name) or _status_dir(paths, name) is None:
+            log.warning("sweep: ignoring %s in %s (not a transfer)", name, paths.impexp_dir)
+            continue
+        status_dir = paths.impexp_dir / name
+        pid = _alive(status_dir)
+        try:
+            impexp_cleanup(paths, name)
+        except errors.RPCFail as err:
+            log.error("sweep: cannot clean up transfer %s: %s", name, err)
+            continue
+        log.info("sweep: removed stale transfer %s%s", name,
+                 f" (stopped its process {pid})" if pid is not None else "")
+        swept.append(name)
+    return swept
+
+
 __all__ = ["ImportExportOptions", "crypto_keys_dir", "export_start", "impexp_abort",
-           "impexp_cleanup", "impexp_status", "import_start", "own_address", "resolve_io"]
+           "impexp_cleanup", "impexp_status", "import_start", "own_address", "resolve_io",
+           "sweep_transfers"]

@@ -53,7 +53,7 @@ from corral.impexp.transport import TransferError
 from corral.impexp.watchdog import (
     DEFAULT_IDLE_TIMEOUT,
     DEFAULT_TOTAL_TIMEOUT,
-    SIGNAL as TIMEOUT_SIGNAL,
+    TIMEOUT_SIGNAL,
     TimedOut,
     Watchdog,
 )

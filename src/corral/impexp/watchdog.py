@@ -26,7 +26,7 @@ import os
 import signal
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 # Ganeti's transfers have no overall limit; this one only bounds a transfer
 # that is stuck in a way the idle timeout cannot see (e.g. a trickle of
@@ -35,7 +35,7 @@ DEFAULT_TOTAL_TIMEOUT = 2 * 86400.0     # seconds
 # No data for this long once connected: the peer or the source is stuck.
 DEFAULT_IDLE_TIMEOUT = 600.0            # seconds
 GRACE = 45.0                            # seconds for the main thread to stop itself
-SIGNAL = signal.SIGALRM
+TIMEOUT_SIGNAL = signal.SIGALRM
 
 
 class TimedOut(Exception):
@@ -103,11 +103,11 @@ class Watchdog:
             if reason is None:
                 continue
             self.reason = reason
-            os.kill(os.getpid(), SIGNAL)
+            os.kill(os.getpid(), TIMEOUT_SIGNAL)
             if not self._stop.wait(self.grace):
                 self._give_up(reason)
             return
 
 
-__all__ = ["DEFAULT_IDLE_TIMEOUT", "DEFAULT_TOTAL_TIMEOUT", "GRACE", "SIGNAL", "TimedOut",
-           "Watchdog"]
+__all__ = ["DEFAULT_IDLE_TIMEOUT", "DEFAULT_TOTAL_TIMEOUT", "GRACE", "TIMEOUT_SIGNAL",
+           "TimedOut", "Watchdog"]
