@@ -11,18 +11,22 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import signal
+import threading
+import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import pytest
 
-from corral import errors
+from corral import daemons, errors
 from corral.masterd.client import MasterClient
 
 pytestmark = pytest.mark.integration
 
 MIB = 1024 * 1024
 JOB_TIMEOUT = 300.0
+FILE_DIR = "/srv/corral/file-storage"
 
 
 class Cluster:
@@ -210,3 +214,135 @@ def test_refusals(cluster: Cluster, instance: str) -> None:
         assert "not suitable for copying" in str(err)
     finally:
         cluster.remove(shared)
+
+
+# -- failures that must leave nothing behind --------------------------------------------------
+class TransferKiller:
+    """Kills the first transfer process of ``mode`` that appears on a node,
+    after running ``before(pid)`` (e.g. stopping that node's noded)."""
+
+    def __init__(self, paths: Any, mode: str,
+                 before: Callable[[int], None] | None = None) -> None:
+        self.dir = paths.impexp_dir
+        self.mode = mode
+        self.before = before
+        self.pid: int | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> "TransferKiller":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(30)
+
+    def _run(self) -> None:
+        while not self._stop.is_set() and self.pid is None:
+            for entry in (os.listdir(self.dir) if self.dir.is_dir() else []):
+                pid_file = self.dir / entry / "pid"
+                if entry.startswith(f"{self.mode}-") and pid_file.is_file():
+                    try:
+                        pid = int(pid_file.read_text())
+                    except (ValueError, OSError):
+                        continue
+                    if self.before is not None:
+                        self.before(pid)
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except OSError:
+                        pass
+                    self.pid = pid
+                    return
+            time.sleep(0.01)
+
+
+def instance_dir(cluster: Cluster, node: str, name: str) -> Path:
+    return cluster.dev.node(node).paths.real(f"{FILE_DIR}/{name}")
+
+
+def test_killed_target_transfer_leaves_nothing(cluster: Cluster, instance: str) -> None:
+    cluster.create(instance, [64])
+    [src] = cluster.disk_files(instance)
+    digest = fill(src, 4)
+    with TransferKiller(cluster.dev.node("node2").paths, "import") as killer:
+        err = cluster.fail({"OP_ID": "OP_INSTANCE_MOVE", "instance_name": instance,
+                            "target_node": "node2", "shutdown_timeout": 10})
+    assert killer.pid is not None
+    assert "Errors during disk copy" in str(err)
+    target_dir = instance_dir(cluster, "node2", instance)
+    assert not target_dir.exists(), os.listdir(target_dir)
+    info = cluster.info(instance)
+    assert info["pnode"] == "node1" and cluster.disk_files(instance) == [src]
+    assert sha256(src) == digest
+    assert cluster.running_on("node1", instance) and not cluster.running_on("node2", instance)
+    no_transfers_left(cluster)
+    cluster.remove(instance)
+    assert not instance_dir(cluster, "node1", instance).exists()
+
+
+def leftover_errors(cluster: Cluster) -> list[str]:
+    """The ENODELEFTOVER lines of a verify of the default group."""
+    log: list[str] = []
+    cluster.run({"OP_ID": "OP_CLUSTER_VERIFY_GROUP", "group_name": "default",
+                 "error_codes": True}, log)
+    return [line for line in log if "ENODELEFTOVER" in line]
+
+
+def test_leftover_on_unreachable_target_recorded_then_removed(cluster: Cluster,
+                                                               instance: str) -> None:
+    """The target's noded stops while its import starts: the failed move
+    cannot remove its copy there, records it, verify reports it; after
+    noded's restart the next job locking the node (a new move) removes it,
+    verify is clean again and a later remove succeeds."""
+    cluster.create(instance, [32])
+    [src] = cluster.disk_files(instance)
+    digest = fill(src, 5)
+    node2 = cluster.dev.node("node2")
+    target_dir = instance_dir(cluster, "node2", instance)
+
+    def stop_noded(_pid: int) -> None:
+        assert daemons.stop_daemon(node2.paths, daemons.NODED, timeout=30)
+
+    try:
+        with TransferKiller(node2.paths, "import", before=stop_noded) as killer:
+            log: list[str] = []
+            job_id = cluster.client.submit_job([{
+                "OP_ID": "OP_INSTANCE_MOVE", "instance_name": instance,
+                "target_node": "node2", "shutdown_timeout": 10}])
+            try:
+                cluster.client.wait_job(job_id, lambda e: log.append(str(e[2])),
+                                        timeout=JOB_TIMEOUT)
+                raise AssertionError("the move succeeded")
+            except errors.OpExecError as err:
+                assert "Errors during disk copy" in str(err)
+        assert killer.pid is not None
+        assert any("recorded it" in line for line in log), log
+        # The copy is still on node2 (nobody could remove it) ...
+        [copy] = os.listdir(target_dir)
+        # ... the instance is fine on node1 ...
+        assert cluster.info(instance)["pnode"] == "node1"
+        assert sha256(src) == digest and cluster.running_on("node1", instance)
+        # ... and verify says what is left, with the job that left it.
+        lines = leftover_errors(cluster)
+        assert any(f"disk file {FILE_DIR}/{instance}/{copy}" in line and
+                   f"failed job {job_id}" in line and ":node:node2:" in line
+                   for line in lines), lines
+        assert any(f"storage directory {FILE_DIR}/{instance}" in line for line in lines)
+    finally:
+        if not daemons.daemon_running(node2.paths, daemons.NODED):
+            daemons.start_noded(node2.paths, node2.ip, node2.noded_port)
+    # noded's restart swept the transfer it had left.
+    no_transfers_left(cluster)
+    assert leftover_errors(cluster)                       # still there: not yet removed
+    log = []
+    cluster.move(instance, log)                           # locks node2: removes it first
+    assert any(f"Removed the leftover disk file {FILE_DIR}/{instance}/{copy} of job "
+               f"{job_id} from node node2" in line for line in log), log
+    [moved] = cluster.disk_files(instance)
+    assert os.listdir(target_dir) == [moved.name] and moved.name != copy
+    assert sha256(moved) == digest
+    assert leftover_errors(cluster) == []
+    cluster.remove(instance)
+    assert not target_dir.exists()

@@ -6,7 +6,8 @@ pair the import is started on the destination node, its ``listen_port`` is
 read from ``impexp_status``, the export is started on the source node
 towards the destination's primary IP, and both are polled every second.
 Progress goes to the job log; on failure, timeout or job cancel both sides
-are aborted, and in every case both are cleaned up (``impexp_cleanup``).
+are aborted, and in every case both are cleaned up (``impexp_cleanup``;
+recorded as leftovers on a node that does not answer).
 Disks are transferred one after the other.
 """
 
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
 from corral import errors
+from corral.cmdlib.leftovers import KIND_TRANSFER, remove_or_record
 from corral.impexp import DEFAULT_CONNECT_RETRIES, DEFAULT_CONNECT_TIMEOUT, compression
 from corral.objects import Instance, Node
 
@@ -226,12 +228,11 @@ class DiskTransfer:
                     self._warn(f"could not abort {name} on node {node.name}: {res.fail_msg}")
 
     def _cleanup(self) -> None:
+        # A node that does not answer keeps the transfer as a recorded
+        # leftover; its own timeouts end the process meanwhile.
         for node, name in ((self.src, self.exp), (self.dst, self.imp)):
             if name is not None:
-                res = self.lu.rpc.call_one("impexp_cleanup", node.uuid, [name])
-                if res.fail_msg:
-                    self._warn(f"could not clean up {name} on node {node.name}: "
-                               f"{res.fail_msg}")
+                remove_or_record(self.lu, node.uuid, KIND_TRANSFER, name)
 
     def run(self) -> bool:
         try:
