@@ -11,13 +11,11 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import signal
-import threading
-import time
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import pytest
+from impexp.nodes import TransferKiller  # tests/impexp/nodes.py
 
 from corral import daemons, errors
 from corral.masterd.client import MasterClient
@@ -217,47 +215,6 @@ def test_refusals(cluster: Cluster, instance: str) -> None:
 
 
 # -- failures that must leave nothing behind --------------------------------------------------
-class TransferKiller:
-    """Kills the first transfer process of ``mode`` that appears on a node,
-    after running ``before(pid)`` (e.g. stopping that node's noded)."""
-
-    def __init__(self, paths: Any, mode: str,
-                 before: Callable[[int], None] | None = None) -> None:
-        self.dir = paths.impexp_dir
-        self.mode = mode
-        self.before = before
-        self.pid: int | None = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> "TransferKiller":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(30)
-
-    def _run(self) -> None:
-        while not self._stop.is_set() and self.pid is None:
-            for entry in (os.listdir(self.dir) if self.dir.is_dir() else []):
-                pid_file = self.dir / entry / "pid"
-                if entry.startswith(f"{self.mode}-") and pid_file.is_file():
-                    try:
-                        pid = int(pid_file.read_text())
-                    except (ValueError, OSError):
-                        continue
-                    if self.before is not None:
-                        self.before(pid)
-                    try:
-                        os.kill(pid, signal.SIGKILL)
-                    except OSError:
-                        pass
-                    self.pid = pid
-                    return
-            time.sleep(0.01)
-
-
 def instance_dir(cluster: Cluster, node: str, name: str) -> Path:
     return cluster.dev.node(node).paths.real(f"{FILE_DIR}/{name}")
 
