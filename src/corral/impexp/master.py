@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from corral import errors
 from corral.cmdlib.leftovers import KIND_TRANSFER, remove_or_record
-from corral.impexp import DEFAULT_CONNECT_RETRIES, DEFAULT_CONNECT_TIMEOUT, compression
+from corral.impexp import compression
 from corral.objects import Instance, Node
 
 if TYPE_CHECKING:
@@ -30,13 +30,26 @@ FeedbackFn = Callable[[str], None]
 IoArg = list[Any]
 
 
+# Ganeti's DISK_TRANSFER_CONNECT_TIMEOUT (60 s for an intra-cluster transfer
+# to connect), as RIE_CONNECT_ATTEMPT_TIMEOUT-long attempts: the importer
+# stops listening after connect * (connect_retries + 1) seconds.
+DISK_TRANSFER_CONNECT_ATTEMPT = 20.0
+DISK_TRANSFER_CONNECT_RETRIES = 2
+
+
 @dataclass
 class TransferTimeouts:
-    """Timeouts (seconds) and intervals of :func:`transfer_disks`."""
+    """Timeouts (seconds) and intervals of :func:`transfer_disks`.
+
+    ``total`` and ``idle`` go to both transfer processes (``timeout``,
+    ``idle_timeout``; None: their defaults, :mod:`corral.impexp.watchdog`).
+    """
 
     listen: float = 60.0              # until the importer reports its port
-    connect: float = DEFAULT_CONNECT_TIMEOUT
-    connect_retries: int = DEFAULT_CONNECT_RETRIES
+    connect: float = DISK_TRANSFER_CONNECT_ATTEMPT
+    connect_retries: int = DISK_TRANSFER_CONNECT_RETRIES
+    total: float | None = None
+    idle: float | None = None
     poll_interval: float = 1.0
     progress_interval: float = 5.0    # between progress lines in the job log
     status_failures: int = 30         # consecutive failed status calls tolerated
@@ -104,6 +117,9 @@ class DiskTransfer:
             "connect_timeout": timeouts.connect, "connect_retries": timeouts.connect_retries,
             "listen_host": dst.primary_ip,
         }
+        for key, value in (("timeout", timeouts.total), ("idle_timeout", timeouts.idle)):
+            if value is not None:
+                self.opts[key] = value
         self.imp: str | None = None
         self.exp: str | None = None
 
