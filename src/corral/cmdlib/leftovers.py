@@ -183,6 +183,13 @@ def remove_recorded(lu: LogicalUnit) -> None:
     Called before the LU's ``exec``; one attempt each (a node still down
     keeps its records). Failures are warnings, never errors of the job.
     """
+    try:
+        _remove_recorded(lu)
+    except errors.CorralError as err:
+        lu.log_warning(f"Could not remove recorded leftovers: {err}")
+
+
+def _remove_recorded(lu: LogicalUnit) -> None:
     pending = lu.cfg.get_cluster().leftovers
     if not pending:
         return
@@ -207,10 +214,7 @@ def remove_recorded(lu: LogicalUnit) -> None:
             lu.log_warning(f"Still cannot remove the leftover {describe(item)}{job} from "
                            f"node {node.name}: {msg}")
     if done:
-        try:
-            _update_leftovers(lu, [], done)
-        except errors.CorralError as err:
-            lu.log_warning(str(err))
+        _update_leftovers(lu, [], done)
 
 
 def verify_leftovers(lu: LogicalUnit, node_uuids: set[str]) -> list[tuple[str, str]]:
