@@ -5,12 +5,11 @@ a target noded stopped and restarted."""
 from __future__ import annotations
 
 import json
-import socket
 import time
 from typing import Any
 
 import pytest
-from impexp.nodes import TransferKiller  # tests/impexp/nodes.py
+from impexp.nodes import TransferKiller, refused  # tests/impexp/nodes.py
 
 from corral import daemons, errors
 
@@ -30,19 +29,13 @@ def leftover_errors(env: BackupEnv) -> list[str]:
     return [str(line) for line in log if "ENODELEFTOVER" in str(line)]
 
 
-def refused(ip: str, port: int) -> bool:
-    try:
-        with socket.create_connection((ip, port), timeout=2):
-            return False
-    except ConnectionRefusedError:
-        return True
-
-
-def listen_port(status_file: Any, timeout: float = 20.0) -> int:
+def import_port(node: Any, timeout: float = 20.0) -> int:
+    """The listening port of the (only) import on ``node``."""
+    [entry] = [e for e in node.paths.impexp_dir.iterdir() if e.name.startswith("import-")]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            port = json.loads(status_file.read_text()).get("listen_port")
+            port = json.loads((entry / "status").read_text()).get("listen_port")
         except (OSError, ValueError):
             port = None
         if port:
@@ -63,9 +56,7 @@ def test_export_with_killed_import_leaves_nothing(benv: BackupEnv) -> None:
     ports: list[int] = []
 
     def note_port(pid: int) -> None:
-        [entry] = [e for e in node2.paths.impexp_dir.iterdir()
-                   if e.name.startswith("import-")]
-        ports.append(listen_port(entry / "status"))
+        ports.append(import_port(node2))
 
     with TransferKiller(node2.paths, "import", before=note_port) as killer:
         err = benv.fail({"OP_ID": "OP_BACKUP_EXPORT", "instance_name": "inst1",
@@ -92,9 +83,7 @@ def test_unreachable_target_leftovers_recorded_then_removed(benv: BackupEnv) -> 
     ports: list[int] = []
 
     def stop_noded(_pid: int) -> None:
-        [entry] = [e for e in node2.paths.impexp_dir.iterdir()
-                   if e.name.startswith("import-")]
-        ports.append(listen_port(entry / "status"))
+        ports.append(import_port(node2))
         assert daemons.stop_daemon(node2.paths, daemons.NODED, timeout=30)
 
     log: list[Any] = []

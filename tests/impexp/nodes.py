@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import signal
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -154,6 +155,15 @@ def start_pair(n_src: Paths, n_dst: Paths, src_io: list[Any], dst_io: list[Any],
     exp = be.export_start(n_src, dict(export_opts or import_opts), NODE2_IP, port, instance,
                           "disk0", src_io)
     return imp, exp
+
+
+def refused(ip: str, port: int) -> bool:
+    """True when nothing listens on ``ip:port`` (a connect attempt is refused)."""
+    try:
+        with socket.create_connection((ip, port), timeout=2):
+            return False
+    except ConnectionRefusedError:
+        return True
 
 
 def pid_of(paths: Paths, name: str) -> int:

@@ -21,6 +21,7 @@ from .nodes import (
     create_disk,
     opts,
     pid_of,
+    refused,
     wait_done,
     wait_group_gone,
     wait_listen,
@@ -28,15 +29,6 @@ from .nodes import (
 )
 
 DST = f"{FS}/inst1/dst.file.disk0"
-
-
-def refused(port: int) -> bool:
-    """True when nothing listens on NODE2_IP:port any more."""
-    try:
-        with socket.create_connection((NODE2_IP, port), timeout=2):
-            return False
-    except ConnectionRefusedError:
-        return True
 
 
 # -- the timer itself ---------------------------------------------------------------------
@@ -81,7 +73,7 @@ def test_silent_peer_hits_the_idle_timeout(nodes: Nodes) -> None:
         silent.settimeout(5)
         assert silent.recv(1) == b""                  # the importer closed its end
     wait_group_gone(pid)
-    assert refused(port)
+    assert refused(NODE2_IP, port)
     be.impexp_cleanup(nodes.n2, imp)
     assert list(nodes.n2.impexp_dir.iterdir()) == []
 
@@ -97,7 +89,7 @@ def test_overall_timeout_while_listening(nodes: Nodes) -> None:
     st = wait_done(nodes.n2, imp, timeout=30)
     assert st["exit_status"] == 1 and "not finished within 2 seconds" in st["error_message"]
     wait_group_gone(pid_of(nodes.n2, imp))
-    assert refused(port)
+    assert refused(NODE2_IP, port)
     assert not any(nodes.n2.real(target).parent.iterdir())
 
 
@@ -132,7 +124,7 @@ def test_stalled_source_times_out_both_ends(nodes: Nodes, tmp_path: Path) -> Non
     assert est["progress_bytes"] == MIB
     for pid in pids:                                  # the script's sleep too
         wait_group_gone(pid)
-    assert refused(port)
+    assert refused(NODE2_IP, port)
 
 
 @pytest.mark.parametrize("bad", [-1, float("nan"), "x"])

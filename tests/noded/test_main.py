@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -13,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from impexp.nodes import refused  # tests/impexp/nodes.py
 
 from corral.backend import impexp as be
 from corral.impexp import DAEMON_MODULE, PARTIAL_FILE, PID_FILE
@@ -30,14 +30,6 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return state not in ("Z", "X")
-
-
-def _refused(addr: str, port: int) -> bool:
-    try:
-        with socket.create_connection((addr, port), timeout=2):
-            return False
-    except ConnectionRefusedError:
-        return True
 
 
 def _stale_dir(paths: Paths, name: str, partial: Path) -> Path:
@@ -87,7 +79,7 @@ def test_start_sweeps_stale_transfers(tmp_path: Path, master: Paths,
     while _alive(live_pid) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not _alive(live_pid)
-    assert _refused(addr, port)
+    assert refused(addr, port)
     assert not [p for p in Path("/proc").iterdir() if p.name.isdigit() and
                 _cmd_has(p, DAEMON_MODULE, str(paths.impexp_dir))]
     log = paths.daemon_log("noded").read_text()
