@@ -9,8 +9,8 @@ times and then records the leftover in the cluster configuration
 * ``gnt-cluster verify`` reports each as ``ENODELEFTOVER`` on its node
   (:func:`verify_leftovers`);
 * the **next job that locks the node exclusively** (a move to it, an
-  export, an instance creation or removal there, ...) removes it before its
-  own work (:func:`remove_recorded`, called by ``mcpu`` before ``exec``),
+  export, an instance creation or removal there, a node re-add or any job
+  holding the Big Corral Lock exclusively) removes it before its own work (:func:`remove_recorded`, called by ``mcpu`` before ``exec``),
   and drops the record. A leftover that an instance uses again by then (a
   storage directory the instance moved back into) is not removed, only
   forgotten; one on a node no longer in the cluster is forgotten too.
@@ -178,7 +178,8 @@ def _in_use(lu: LogicalUnit, item: Leftover) -> bool:
 
 
 def remove_recorded(lu: LogicalUnit) -> None:
-    """Remove the recorded leftovers of the nodes ``lu`` holds exclusively.
+    """Remove the recorded leftovers of the nodes ``lu`` holds exclusively
+    (all nodes with the Big Corral Lock held exclusively).
 
     Called before the LU's ``exec``; one attempt each (a node still down
     keeps its records). Failures are warnings, never errors of the job.
@@ -193,14 +194,16 @@ def _remove_recorded(lu: LogicalUnit) -> None:
     pending = lu.cfg.get_cluster().leftovers
     if not pending:
         return
+    # The Big Corral Lock held exclusively (node re-add, ...) excludes every other job.
+    bgl = lu.glm.is_owned(lu.owner, C.LEVEL_CLUSTER, C.BGL, shared=False)
     done: list[Leftover] = []
     for item in pending:
         node = lu.cfg.get_node(item.node_uuid)
         if node is None:
             done.append(item)               # the node left the cluster
             continue
-        if node.offline or not lu.glm.is_owned(lu.owner, C.LEVEL_NODE, item.node_uuid,
-                                               shared=False):
+        if node.offline or not (bgl or lu.glm.is_owned(lu.owner, C.LEVEL_NODE,
+                                                       item.node_uuid, shared=False)):
             continue
         if _in_use(lu, item):
             done.append(item)
