@@ -11,10 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 from corral import constants as C
+from corral.cmdlib import leftovers
 from corral.cmdlib.base import FeedbackFn, LogicalUnit
 from corral.cmdlib.common import FILE_STORAGE_PATHS_FILE
-from corral.cmdlib.leftovers import VERIFY_CODE as LEFTOVER_CODE
-from corral.cmdlib.leftovers import verify_leftovers
 from corral.objects import Node
 
 # Files that must be identical on every node (virtual paths).
@@ -111,9 +110,9 @@ class LUClusterVerifyGroup(LogicalUnit):
         if self.op.debug_simulate_errors:
             self._error(feedback_fn, "ECLUSTERCFG", "cluster", cluster.cluster_name,
                         "simulated error")
+        self._verify_leftovers(feedback_fn)
         self._verify_instances(feedback_fn, running, {n.uuid for n in online})
         self._verify_orphans(feedback_fn, running)
-        self._verify_leftovers(feedback_fn)
         return not self.bad
 
     def _verify_node(self, feedback_fn: FeedbackFn, node: Node, payload: dict[str, Any],
@@ -188,5 +187,5 @@ class LUClusterVerifyGroup(LogicalUnit):
 
     def _verify_leftovers(self, feedback_fn: FeedbackFn) -> None:
         """What failed jobs could not remove (``cmdlib.leftovers``)."""
-        for name, msg in verify_leftovers(self, {n.uuid for n in self.nodes}):
-            self._error(feedback_fn, LEFTOVER_CODE, "node", name, msg)
+        for name, msg in leftovers.verify_leftovers(self, {n.uuid for n in self.nodes}):
+            self._error(feedback_fn, leftovers.VERIFY_CODE, "node", name, msg)
