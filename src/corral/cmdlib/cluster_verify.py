@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from corral import constants as C
+from corral.cmdlib import leftovers
 from corral.cmdlib.base import FeedbackFn, LogicalUnit
 from corral.cmdlib.common import FILE_STORAGE_PATHS_FILE
 from corral.cmdlib.disk_checks import DiskVerifyMixin
@@ -110,6 +111,7 @@ class LUClusterVerifyGroup(DiskVerifyMixin, LogicalUnit):
         if self.op.debug_simulate_errors:
             self._error(feedback_fn, "ECLUSTERCFG", "cluster", cluster.cluster_name,
                         "simulated error")
+        self._verify_leftovers(feedback_fn)
         self._verify_instances(feedback_fn, running, {n.uuid for n in online})
         self._verify_orphans(feedback_fn, running)
         self._verify_disks(feedback_fn, [n.uuid for n in online
@@ -209,3 +211,8 @@ class LUClusterVerifyGroup(DiskVerifyMixin, LogicalUnit):
             self._error(feedback_fn, "EINSTANCEINCOMPLETE", "instance", inst.name,
                         f"instance was left half-created by job {job_id} (status {status});"
                         " remove it with 'gnt-instance remove'")
+
+    def _verify_leftovers(self, feedback_fn: FeedbackFn) -> None:
+        """What failed jobs could not remove (``cmdlib.leftovers``)."""
+        for name, msg in leftovers.verify_leftovers(self, {n.uuid for n in self.nodes}):
+            self._error(feedback_fn, leftovers.VERIFY_CODE, "node", name, msg)

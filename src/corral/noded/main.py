@@ -20,8 +20,9 @@ from typing import IO
 
 from corral import constants as C
 from corral import crypto, errors
-from corral.noded import state as noded_state
+from corral.backend.impexp import sweep_transfers
 from corral.bundled_os import install_bundled_os
+from corral.noded import state as noded_state
 from corral.noded.server import NodeDaemon, install_signal_handlers
 from corral.paths import Paths
 
@@ -108,6 +109,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"corral-noded: {err}", file=sys.stderr)
         log.error("cannot start: %s", err)
         return 1
+    # Before serving (no transfer of ours exists yet) and only once the pid
+    # file is ours (never under a running noded's feet).
+    try:
+        swept = sweep_transfers(paths)
+    except OSError as err:
+        log.error("cannot sweep stale import/export transfers: %s", err)
+    else:
+        if swept:
+            log.info("removed %d stale import/export transfer(s)", len(swept))
     daemon = NodeDaemon(paths, args.bind, args.port, token)
     install_signal_handlers(daemon)
     code = 0
