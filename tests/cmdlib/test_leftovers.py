@@ -74,9 +74,8 @@ def test_export_with_killed_import_leaves_nothing(benv: BackupEnv) -> None:
 
 def test_unreachable_target_leftovers_recorded_then_removed(benv: BackupEnv) -> None:
     """The target's noded stops once its import listens: NAME.new and the
-    import cannot be removed, are recorded and reported by verify, and the
-    import keeps listening; noded's restart sweeps the import (nothing
-    listens any more), and the next export (it locks every node) removes
+    import cannot be removed, are recorded and reported by verify; noded's
+    restart sweeps the import (nothing listens any more), and the next export (it locks every node) removes
     NAME.new before exporting again."""
     benv.create("inst1", [8], os_type=SLOW_OS)
     node2 = benv.dev.node("node2")
@@ -97,7 +96,9 @@ def test_unreachable_target_leftovers_recorded_then_removed(benv: BackupEnv) -> 
         assert killer.pid is not None and ports
         assert any("recorded it" in str(m) for m in log), log
         assert "inst1.new" in benv.export_entries()["node2"]
-        assert not refused(node2.ip, ports[0])          # the orphaned import still listens
+        # Whether the orphaned import still listens here depends on whether
+        # node1's exporter had connected before its abort (a race): not
+        # asserted; tests/noded/test_main.py checks the sweep of a listening one.
         assert benv.status("inst1") == "running"
         lines = leftover_errors(benv)
         assert any("export inst1.new" in line and f"failed job {job_id}" in line and
