@@ -8,10 +8,12 @@ default root is ``$CORRAL_ROOT`` or ``/``).
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 from corral import __version__
-from corral.cli import CorralGroup, root_option
+from corral.cli import CorralGroup, output, root_option
 from corral.cli.backup import backup
 from corral.cli.cluster import cluster
 from corral.cli.daemon import daemon
@@ -34,32 +36,44 @@ for _group in (cluster, node, instance, os_group, job, dev_cluster, daemon, back
     corral.add_command(_group)
 
 
+def _run(group: click.Group, prog_name: str) -> None:
+    """Run ``group`` as program ``prog_name``; a reader closing stdout early
+    (``gnt-job list | head``) ends it silently, also at the final flush."""
+    try:
+        try:
+            group.main(prog_name=prog_name)
+        finally:
+            sys.stdout.flush()
+    except BrokenPipeError:
+        output.exit_closed_stdout()
+
+
 def main() -> None:
-    corral.main(prog_name="corral")
+    _run(corral, "corral")
 
 
 def gnt_cluster() -> None:
-    cluster.main(prog_name="gnt-cluster")
+    _run(cluster, "gnt-cluster")
 
 
 def gnt_node() -> None:
-    node.main(prog_name="gnt-node")
+    _run(node, "gnt-node")
 
 
 def gnt_instance() -> None:
-    instance.main(prog_name="gnt-instance")
+    _run(instance, "gnt-instance")
 
 
 def gnt_os() -> None:
-    os_group.main(prog_name="gnt-os")
+    _run(os_group, "gnt-os")
 
 
 def gnt_job() -> None:
-    job.main(prog_name="gnt-job")
+    _run(job, "gnt-job")
 
 
 def gnt_backup() -> None:
-    backup.main(prog_name="gnt-backup")
+    _run(backup, "gnt-backup")
 
 
 if __name__ == "__main__":

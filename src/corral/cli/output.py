@@ -9,11 +9,13 @@ codes), ``AskUser`` (no terminal means "no") and ``PrintGenericInfo``
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import sys
 import time
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 import yaml
@@ -26,6 +28,8 @@ EXIT_FAILURE = 1
 EXIT_CONFIG = 2
 EXIT_CONFIRMATION = 13
 EXIT_UNKNOWN_FIELD = 14
+# 128 + SIGPIPE: the status of a tool killed by SIGPIPE (Python ignores SIGPIPE).
+EXIT_BROKEN_PIPE = 141
 
 # Query result status codes (constants.RS_*), and how they print.
 RS_NORMAL, RS_UNKNOWN, RS_NODATA, RS_UNAVAIL, RS_OFFLINE = 0, 1, 2, 3, 4
@@ -207,6 +211,20 @@ def format_log_message(timestamp: Any, log_type: str, message: Any) -> str:
     else:
         text = str(message)
     return f"{time.ctime(secs)} {text}"
+
+
+def exit_closed_stdout() -> NoReturn:
+    """End quietly because stdout's reader went away (``gnt-job list | head``).
+
+    Points stdout at /dev/null so that the interpreter's last flush cannot
+    fail again, then exits :data:`EXIT_BROKEN_PIPE` without a message, as a
+    Unix tool killed by SIGPIPE does.
+    """
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    sys.exit(EXIT_BROKEN_PIPE)
 
 
 def format_error(exc: BaseException) -> tuple[int, str]:

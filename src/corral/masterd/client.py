@@ -15,7 +15,7 @@ import httpx
 
 from corral import constants as C
 from corral import errors
-from corral.paths import Paths
+from corral.paths import ENV_ROOT, Paths
 
 DEFAULT_TIMEOUT = 60.0          # seconds, for one request
 CONNECT_TIMEOUT = 10.0
@@ -32,8 +32,8 @@ class MasterClient:
     """Talks to the master daemon of the node whose state root is ``paths.root``.
 
     Raises :class:`errors.CorralError` (ECODE_ENVIRON) "Cannot communicate
-    with the master daemon at <socket>: <reason>" when the daemon is not
-    reachable; every error the daemon reports is re-raised as its class.
+    with the master daemon at <socket>: <reason>. ..." (naming the state root
+    and ``CORRAL_ROOT``) when the daemon is not reachable; every error the daemon reports is re-raised as its class.
     """
 
     def __init__(self, paths: Paths, timeout: float = DEFAULT_TIMEOUT) -> None:
@@ -55,6 +55,17 @@ class MasterClient:
         self.close()
 
     # -- transport ------------------------------------------------------------------
+    def _unreachable(self, reason: str) -> errors.CorralError:
+        """The error for a master daemon that cannot be reached, saying where
+        the client looked and why there (the socket below the state root)."""
+        return errors.CorralError(
+            f"Cannot communicate with the master daemon at {self.socket_path}: {reason}. "
+            f"The command line finds the master daemon through this socket below the "
+            f"state root {self.paths.root} (from --root, else ${ENV_ROOT}, else /): "
+            f"{ENV_ROOT} must name the state root of the master node (in a dev cluster, "
+            f"its master node's directory), where corral-masterd must be running",
+            errors.ECODE_ENVIRON)
+
     def call(self, method: str, *args: Any, timeout: float | None = None) -> Any:
         """Call LUXI ``method`` with positional ``args``; returns its result.
 
@@ -65,9 +76,7 @@ class MasterClient:
         try:
             resp = self._http.post(f"/luxi/{method}", json={"args": list(args)}, timeout=tmo)
         except httpx.TransportError as exc:
-            raise errors.CorralError(
-                f"Cannot communicate with the master daemon at {self.socket_path}: "
-                f"{exc or type(exc).__name__}", errors.ECODE_ENVIRON) from exc
+            raise self._unreachable(str(exc) or type(exc).__name__) from exc
         try:
             reply = resp.json()
             success, result = reply["success"], reply["result"]
