@@ -3,6 +3,7 @@ closes the pipe early, and the message when no master daemon answers."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -69,3 +70,32 @@ def test_no_master_daemon_says_where_it_looked(tmp_path: Path, how: str) -> None
     assert f"Cannot communicate with the master daemon at {socket}" in res.stderr
     assert f"state root {tmp_path} (from --root, else $CORRAL_ROOT" in res.stderr
     assert "CORRAL_ROOT must name the state root of the master node" in res.stderr
+
+
+# Modules the command-line tools must not load to start or to send a request:
+# the opcode models (validation is masterd's), web frameworks, httpx (its CLI
+# pulls in rich and pygments), and yaml (only ``info`` output needs it).
+HEAVY = ("corral.opcodes", "pydantic", "fastapi", "starlette", "uvicorn", "httpx", "httpcore",
+         "rich", "pygments", "yaml", "corral.rapi")
+
+_PROBE = """
+import contextlib, io, json, sys
+import corral.cli.main as m
+for name in m._GROUPS:
+    group = m.load_group(name)
+    with contextlib.redirect_stdout(io.StringIO()):
+        group.main(["--help"], prog_name=name, standalone_mode=False)
+import corral.masterd.client
+print(json.dumps(sorted(sys.modules)))
+"""
+
+
+def test_cli_start_loads_no_heavy_module() -> None:
+    res = subprocess.run([sys.executable, "-c", _PROBE], capture_output=True, text=True,
+                         timeout=60, check=False)
+    assert res.returncode == 0, res.stderr
+    loaded = json.loads(res.stdout)
+    assert "corral.cli.instance" in loaded and "corral.masterd.client" in loaded
+    heavy = [m for m in loaded if m.split(".")[0] in HEAVY or m in HEAVY
+             or any(m.startswith(h + ".") for h in HEAVY)]
+    assert heavy == []

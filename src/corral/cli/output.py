@@ -10,6 +10,7 @@ codes), ``AskUser`` (no terminal means "no") and ``PrintGenericInfo``
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import sys
@@ -18,7 +19,6 @@ from collections.abc import Iterable
 from typing import Any, NoReturn
 
 import click
-import yaml
 
 from corral import errors
 
@@ -165,31 +165,38 @@ def query_json(fdefs: list[dict[str, Any]], rows: list[list[list[Any]]]) -> str:
     return json.dumps(objs, indent=2, sort_keys=False, default=str)
 
 
-class _InfoDumper(yaml.SafeDumper):
-    """Block-style YAML, multi-line strings as literal blocks."""
-
-
 _YAML_BREAKS = ("\x85", "\u2028", "\u2029", "\r")
 
 
-def _str_representer(dumper: yaml.SafeDumper, data: str) -> yaml.Node:
-    if any(ch in data for ch in _YAML_BREAKS):
-        style: str | None = '"'       # these would be read back as line breaks
-    elif "\n" in data:
-        style = "|"
-    else:
-        style = None
-    return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
+@functools.cache
+def _info_dumper() -> Any:
+    """Block-style YAML dumper, multi-line strings as literal blocks (built
+    on first use: yaml is not needed to start the command-line tools)."""
+    import yaml
 
+    class InfoDumper(yaml.SafeDumper):
+        pass
 
-_InfoDumper.add_representer(str, _str_representer)
-_InfoDumper.add_representer(tuple, lambda d, data: d.represent_list(list(data)))
+    def str_representer(dumper: yaml.SafeDumper, data: str) -> yaml.Node:
+        if any(ch in data for ch in _YAML_BREAKS):
+            style: str | None = '"'       # these would be read back as line breaks
+        elif "\n" in data:
+            style = "|"
+        else:
+            style = None
+        return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
+
+    InfoDumper.add_representer(str, str_representer)
+    InfoDumper.add_representer(tuple, lambda d, data: d.represent_list(list(data)))
+    return InfoDumper
 
 
 def format_info(data: Any) -> str:
     """YAML text of ``info`` output (``PrintGenericInfo``); keys keep their
     order."""
-    return yaml.dump(data, Dumper=_InfoDumper, default_flow_style=False, sort_keys=False,
+    import yaml
+
+    return yaml.dump(data, Dumper=_info_dumper(), default_flow_style=False, sort_keys=False,
                      allow_unicode=True, width=1000).rstrip("\n")
 
 
