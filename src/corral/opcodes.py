@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from corral import constants as C
 from corral import errors
+from corral.values import parse_size
 
 NonNegInt = Annotated[int, Field(ge=0)]
 PosInt = Annotated[int, Field(gt=0)]
@@ -134,33 +135,6 @@ def validate_op(cls: type[OpCode], params: dict[str, Any]) -> OpCode:
 
 # ---------------------------------------------------------------------------
 # Disk and NIC parameter dictionaries (IDiskParams, INicParams)
-
-_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmMgGtT]?)[bB]?\s*$")
-
-
-def parse_size(value: Any) -> int:
-    """Parse a size in MiB, accepting unit suffixes (M, G, T; K rounds up).
-
-    Raises :class:`errors.OpPrereqError` (``ECODE_INVAL``) for negative or
-    malformed values.
-    """
-    if isinstance(value, bool):
-        raise errors.OpPrereqError(f"Invalid size {value!r}", errors.ECODE_INVAL)
-    if isinstance(value, (int, float)):
-        if value < 0:
-            raise errors.OpPrereqError(f"Size must not be negative: {value}",
-                                       errors.ECODE_INVAL)
-        return int(value)
-    if isinstance(value, str):
-        m = _SIZE_RE.match(value)
-        if m:
-            num = float(m.group(1))
-            unit = m.group(2).lower()
-            mult = {"": 1, "m": 1, "g": 1024, "t": 1024 * 1024, "k": 1 / 1024}[unit]
-            mib = num * mult
-            return int(mib) if mib == int(mib) else int(mib) + 1
-    raise errors.OpPrereqError(f"Invalid size {value!r}", errors.ECODE_INVAL)
-
 
 def validate_disk_params(disk: Any, require_size: bool = True) -> dict[str, Any]:
     """Check one IDiskParams dict; returns a copy with ``size`` in MiB (int)."""

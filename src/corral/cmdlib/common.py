@@ -13,7 +13,7 @@ from corral import constants as C
 from corral import errors
 from corral.config import ConfigStore
 from corral.hypervisor import get_hypervisor_class
-from corral.opcodes import parse_size
+from corral.values import parse_size
 
 if TYPE_CHECKING:
     from corral.cmdlib.base import LogicalUnit

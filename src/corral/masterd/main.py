@@ -30,6 +30,7 @@ from typing import Any
 import uvicorn
 
 from corral import errors
+from corral.daemon_log import setup_daemon_logging
 from corral.masterd import api
 from corral.masterd.context import MasterContext
 from corral.masterd.master import Master
@@ -55,13 +56,9 @@ class _Server(uvicorn.Server):
 
 
 def setup_logging(paths: Paths, debug: bool) -> None:
-    """Log to ``paths.daemon_log("masterd")`` (and nothing else)."""
-    paths.log_dir.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(paths.daemon_log(DAEMON_NAME))
-    handler.setFormatter(logging.Formatter(LOG_FORMAT))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(logging.DEBUG if debug else logging.INFO)
+    """Log to ``paths.daemon_log("masterd")`` (and nothing else); each job's
+    start and end are logged by the queue, library chatter is not."""
+    setup_daemon_logging(paths.daemon_log(DAEMON_NAME), LOG_FORMAT, debug)
 
 
 def _pid_alive(pid: int) -> bool:

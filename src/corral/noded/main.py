@@ -22,6 +22,7 @@ from corral import constants as C
 from corral import crypto, errors
 from corral.backend.impexp import sweep_transfers
 from corral.bundled_os import install_bundled_os
+from corral.daemon_log import setup_daemon_logging
 from corral.noded import state as noded_state
 from corral.noded.server import NodeDaemon, install_signal_handlers
 from corral.paths import Paths
@@ -45,17 +46,10 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def setup_logging(paths: Paths, debug: bool) -> None:
-    """Log to the daemon log file; uvicorn's loggers propagate there."""
-    paths.log_dir.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(paths.daemon_log("noded"), encoding="utf-8")
-    handler.setFormatter(logging.Formatter(
-        "%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(logging.DEBUG if debug else logging.INFO)
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
-        logging.getLogger(name).handlers[:] = []
-        logging.getLogger(name).propagate = True
+    """Log to the daemon log file; uvicorn's loggers propagate there, its
+    per-request access lines only at WARNING."""
+    setup_daemon_logging(paths.daemon_log("noded"),
+                         "%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s", debug)
 
 
 def acquire_pid_file(paths: Paths) -> IO[str]:
