@@ -18,6 +18,7 @@ import os
 import posixpath
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from corral import errors
 
@@ -46,6 +47,48 @@ def normalize_virtual(path: str) -> str:
     if ".." in path.split("/"):
         raise errors.OpPrereqError(f"Path '{path}' contains '..'", errors.ECODE_INVAL)
     return posixpath.normpath(path)
+
+
+# Longest file name most file systems accept (NAME_MAX), in bytes.
+MAX_COMPONENT_BYTES = 255
+
+
+def safe_component(name: Any, what: str = "name") -> str:
+    """Check that ``name`` is one safe path component and return it unchanged.
+
+    The one confining helper for every path built from an instance, node,
+    export, transfer, key, OS or console name (master and node side alike):
+    a component is a non-empty string that is not ``.`` or ``..``, holds no
+    ``/``, NUL or other control character and is at most
+    :data:`MAX_COMPONENT_BYTES` bytes in UTF-8. ``what`` names the value in
+    the error. Raises :class:`errors.OpPrereqError` (``ECODE_INVAL``).
+    """
+    if not isinstance(name, str) or not name:
+        raise errors.OpPrereqError(f"Invalid {what} {name!r}: not a non-empty string",
+                                   errors.ECODE_INVAL)
+    if name in (".", "..") or "/" in name or any(ord(c) < 0x20 or ord(c) == 0x7f
+                                                 for c in name):
+        raise errors.OpPrereqError(f"Invalid {what} {name!r}: not a single path component",
+                                   errors.ECODE_INVAL)
+    try:
+        size = len(name.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise errors.OpPrereqError(f"Invalid {what} {name!r}: not valid UTF-8",
+                                   errors.ECODE_INVAL) from None
+    if size > MAX_COMPONENT_BYTES:
+        raise errors.OpPrereqError(f"Invalid {what}: {size} bytes, at most "
+                                   f"{MAX_COMPONENT_BYTES} allowed", errors.ECODE_INVAL)
+    return name
+
+
+def component_path(directory: str | os.PathLike[str], name: Any, *, prefix: str = "",
+                   suffix: str = "", what: str = "name") -> Path:
+    """``directory / (prefix + name + suffix)`` with ``name`` checked by
+    :func:`safe_component`, and the whole file name too (so a suffix cannot
+    push it over the length limit). Raises :class:`errors.OpPrereqError`
+    (``ECODE_INVAL``)."""
+    safe_component(name, what)
+    return Path(directory) / safe_component(f"{prefix}{name}{suffix}", what)
 
 
 def is_below(path: str, base: str) -> bool:

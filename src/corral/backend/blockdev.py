@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from corral import errors
 from corral.objects import Disk
-from corral.paths import Paths, is_below, normalize_virtual
+from corral.paths import Paths, component_path, is_below, normalize_virtual
 from corral.storage import BlockDev, get_device
 
 log = logging.getLogger(__name__)
@@ -115,9 +115,8 @@ def device_of(paths: Paths, disk: Any) -> BlockDev:
 # -- instance disk links ------------------------------------------------------------
 def link_path(paths: Paths, instance_name: str, idx: int) -> Path:
     """``<instance_disks_dir>/<instance>:<idx>``, the path hypervisors use."""
-    if not instance_name or "/" in instance_name or instance_name.startswith("."):
-        raise _fail(f"Invalid instance name '{instance_name}'", errors.ECODE_INVAL)
-    return paths.instance_disks_dir / f"{instance_name}{DISK_SEPARATOR}{int(idx)}"
+    return component_path(paths.instance_disks_dir, instance_name,
+                          suffix=f"{DISK_SEPARATOR}{int(idx)}", what="instance name")
 
 
 def symlink_disk(paths: Paths, instance_name: str, idx: int, dev_path: str) -> str:
