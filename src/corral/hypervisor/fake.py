@@ -76,9 +76,12 @@ class FakeHypervisor(BaseHypervisor):
 
     def _instance_file(self, name: str) -> Path:
         # Names starting with a dot are this hypervisor's own temporary files.
-        if isinstance(name, str) and name.startswith("."):
-            raise errors.HypervisorError(f"Invalid instance name '{name}'")
-        return component_path(self.state_dir, name, what="instance name")
+        if not isinstance(name, str) or name.startswith("."):
+            raise errors.HypervisorError(f"Invalid instance name {name!r}")
+        try:
+            return component_path(self.state_dir, name, what="instance name")
+        except errors.OpPrereqError as err:
+            raise errors.HypervisorError(str(err)) from None
 
     def _is_alive(self, name: str) -> bool:
         return self._instance_file(name).is_file()
