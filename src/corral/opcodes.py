@@ -19,6 +19,7 @@ from pydantic_core import PydanticCustomError
 from corral import constants as C
 from corral import errors
 from corral.netutils import normalize_hostname
+from corral.paths import check_storage_dir
 
 NonNegInt = Annotated[int, Field(ge=0)]
 PosInt = Annotated[int, Field(gt=0)]
@@ -40,6 +41,18 @@ InstanceName = HostName
 NodeName = HostName
 GroupName = HostName
 NetworkName = HostName
+
+
+def _check_storage_dir(value: str) -> str:
+    try:
+        return check_storage_dir(value)
+    except errors.OpPrereqError as err:
+        raise PydanticCustomError("invalid_path", "{msg}", {"msg": str(err)}) from None
+
+
+# A cluster-wide file storage directory (virtual path); whether each node
+# allows it is checked by the LU against the node's own list.
+StorageDir = Annotated[str, AfterValidator(_check_storage_dir)]
 # A job dependency: [job_id, [final statuses]]; negative ids are relative.
 JobDependency = tuple[int, list[Literal["canceled", "success", "error"]]]
 ReasonEntry = tuple[str, str, int]
@@ -317,8 +330,8 @@ class OpClusterSetParams(OpCode):
     use_external_mip_script: bool | None = None
     enabled_disk_templates: list[DiskTemplate] | None = None
     modify_etc_hosts: bool | None = None
-    file_storage_dir: str | None = None
-    shared_file_storage_dir: str | None = None
+    file_storage_dir: StorageDir | None = None
+    shared_file_storage_dir: StorageDir | None = None
     gluster_storage_dir: str | None = None
     install_image: str | None = None
     instance_communication_network: NetworkName | None = None

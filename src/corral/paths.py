@@ -97,6 +97,31 @@ def is_below(path: str, base: str) -> bool:
     return path == base or path.startswith(base.rstrip("/") + "/")
 
 
+# Ganeti's _GetForbiddenFileStoragePaths: system directories that may never
+# hold (or be below) an allowed file storage directory.
+FORBIDDEN_FILE_STORAGE_PATHS = frozenset(
+    ["/boot", "/dev", "/etc", "/home", "/proc", "/root", "/sys"]
+    + [f"{pfx}/{d}" for pfx in ("", "/usr", "/usr/local")
+       for d in ("bin", "lib", "lib32", "lib64", "sbin")])
+
+
+def is_forbidden_file_storage_path(path: str) -> bool:
+    """True for ``/`` and (paths below) system directories (normalized virtual path)."""
+    return path == "/" or any(is_below(path, f) for f in FORBIDDEN_FILE_STORAGE_PATHS)
+
+
+def check_storage_dir(path: Any) -> str:
+    """A cluster file storage directory: absolute, no ``..``, not a system
+    directory (Ganeti's ``CheckFileStoragePathAcceptance`` static part).
+    Returns it normalized. Raises :class:`errors.OpPrereqError` (``ECODE_INVAL``).
+    """
+    norm = normalize_virtual(path)
+    if is_forbidden_file_storage_path(norm):
+        raise errors.OpPrereqError(f"Path '{norm}' is a system directory and can never "
+                                   "hold file storage", errors.ECODE_INVAL)
+    return norm
+
+
 @dataclass(frozen=True)
 class Paths:
     """Paths of one node below ``root``."""
