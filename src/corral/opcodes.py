@@ -10,6 +10,8 @@ is queued and long before any lock is taken. Unknown fields are refused too.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from functools import partial
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, ValidationError,
@@ -26,11 +28,16 @@ PosInt = Annotated[int, Field(gt=0)]
 NonEmptyStr = Annotated[str, Field(min_length=1)]
 
 
-def _check_hostname(value: str) -> str:
+def _checked(check: Callable[[Any], str], error_type: str, value: Any) -> str:
+    """``check(value)``, its OpPrereqError turned into a pydantic field error."""
     try:
-        return normalize_hostname(value)
+        return check(value)
     except errors.OpPrereqError as err:
-        raise PydanticCustomError("invalid_name", "{msg}", {"msg": str(err)}) from None
+        raise PydanticCustomError(error_type, "{msg}", {"msg": str(err)}) from None
+
+
+def _check_hostname(value: str) -> str:
+    return _checked(normalize_hostname, "invalid_name", value)
 
 
 # Instance, node, node group and network names follow Ganeti's host name rule
@@ -41,18 +48,10 @@ InstanceName = HostName
 NodeName = HostName
 GroupName = HostName
 NetworkName = HostName
-
-
-def _check_storage_dir(value: str) -> str:
-    try:
-        return check_storage_dir(value)
-    except errors.OpPrereqError as err:
-        raise PydanticCustomError("invalid_path", "{msg}", {"msg": str(err)}) from None
-
-
 # A cluster-wide file storage directory (virtual path); whether each node
 # allows it is checked by the LU against the node's own list.
-StorageDir = Annotated[str, AfterValidator(_check_storage_dir)]
+StorageDir = Annotated[str, AfterValidator(partial(_checked, check_storage_dir,
+                                                   "invalid_path"))]
 # A job dependency: [job_id, [final statuses]]; negative ids are relative.
 JobDependency = tuple[int, list[Literal["canceled", "success", "error"]]]
 ReasonEntry = tuple[str, str, int]
