@@ -235,10 +235,10 @@ def test_file_storage_dir_rename(paths: Paths) -> None:
 
 
 def test_link_path_refuses_bad_names(paths: Paths) -> None:
-    with pytest.raises(errors.OpPrereqError, match="Invalid instance name"):
+    with pytest.raises(errors.RPCFail, match="Invalid instance name"):
         bd.link_path(paths, "../x", 0)
     disk = disk_dict(f"{FS}/d")
     bd.blockdev_create(paths, disk, 1, "i", True, "", False)
-    with pytest.raises(errors.CorralError, match="Invalid instance name"):
+    with pytest.raises(errors.RPCFail, match="Invalid instance name"):
         bd.blockdev_assemble(paths, disk, {"name": "a/b"}, True, 0)
     assert list(paths.instance_disks_dir.iterdir()) == []

@@ -106,8 +106,11 @@ def device_of(paths: Paths, disk: Any) -> BlockDev:
 # -- instance disk links ------------------------------------------------------------
 def link_path(paths: Paths, instance_name: str, idx: int) -> Path:
     """``<instance_disks_dir>/<instance>:<idx>``, the path hypervisors use."""
-    return component_path(paths.instance_disks_dir, instance_name,
-                          suffix=f"{DISK_SEPARATOR}{int(idx)}", what="instance name")
+    try:
+        return component_path(paths.instance_disks_dir, instance_name,
+                              suffix=f"{DISK_SEPARATOR}{int(idx)}", what="instance name")
+    except errors.OpPrereqError as err:
+        raise _rpcfail_from(err) from None
 
 
 def symlink_disk(paths: Paths, instance_name: str, idx: int, dev_path: str) -> str:
