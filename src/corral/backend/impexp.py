@@ -60,7 +60,7 @@ from corral.impexp import (
 from corral.impexp.endpoints import KIND_FILE, KIND_RAW, KIND_SCRIPT, IoSpec, undo_partial
 from corral.impexp.status import TransferStatus, read_status, write_status
 from corral.noded import state as noded_state
-from corral.paths import Paths, is_below, normalize_virtual
+from corral.paths import Paths, component_path, is_below, normalize_virtual, safe_component
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +123,7 @@ def _decode_opts(opts: Any) -> ImportExportOptions:
 def _component(component: Any) -> str:
     if not isinstance(component, str) or not COMPONENT_RE.match(component):
         raise _fail(f"Invalid transfer component name {component!r}")
-    return component
+    return safe_component(component, "transfer component name")
 
 
 # -- TLS files ---------------------------------------------------------------------------
@@ -135,7 +135,7 @@ def _tls_files(paths: Paths, opts: ImportExportOptions, mode: str,
             raise _fail(f"Invalid X509 key name '{opts.key_name}'")
         if not opts.ca_pem:
             raise _fail("A CA certificate (ca_pem) is required with an X509 key")
-        key_dir = crypto_keys_dir(paths) / opts.key_name
+        key_dir = component_path(crypto_keys_dir(paths), opts.key_name, what="X509 key name")
         key, cert = key_dir / _X509_KEY_FILE, key_dir / _X509_CERT_FILE
         if not key.is_file() or not cert.is_file():
             raise _fail(f"X509 key '{opts.key_name}' not found on this node",
@@ -369,7 +369,7 @@ def _status_dir(paths: Paths, name: Any) -> Path | None:
     """The directory of transfer ``name``, or None if there is no such transfer."""
     if not isinstance(name, str) or not NAME_RE.match(name):
         raise _fail(f"Invalid transfer name {name!r}")
-    path = paths.impexp_dir / name
+    path = component_path(paths.impexp_dir, name, what="transfer name")
     return path if path.is_dir() and not path.is_symlink() else None
 
 

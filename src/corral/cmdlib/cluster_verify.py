@@ -13,13 +13,13 @@ from typing import Any
 from corral import constants as C
 from corral.cmdlib import leftovers
 from corral.cmdlib.base import FeedbackFn, LogicalUnit
-from corral.cmdlib.common import FILE_STORAGE_PATHS_FILE
+from corral.cmdlib.common import file_storage_dirs_in_use
 from corral.cmdlib.disk_checks import DiskVerifyMixin
 from corral.objects import Node
 
-# Files that must be identical on every node (virtual paths).
+# Files that must be identical on every node (virtual paths). The allowed file
+# storage paths file is node-local: checked by _verify_file_storage_paths.
 CLUSTER_FILES = (
-    FILE_STORAGE_PATHS_FILE,
     "/var/lib/corral/ca.pem",
     "/var/lib/corral/ssconf_cluster_name",
     "/var/lib/corral/ssconf_master_node",
@@ -88,6 +88,7 @@ class LUClusterVerifyGroup(DiskVerifyMixin, LogicalUnit):
             "instancelist": list(cluster.enabled_hypervisors),
             "nodelist": {n.name: [n.primary_ip, n.noded_port]
                          for n in all_nodes if not n.offline},
+            "file_storage_paths": file_storage_dirs_in_use(cluster),
         }
         all_hvparams = {hv: cluster.get_hv_defaults(hv) for hv in cluster.enabled_hypervisors}
         feedback_fn("* Gathering data from the nodes")
@@ -106,6 +107,7 @@ class LUClusterVerifyGroup(DiskVerifyMixin, LogicalUnit):
                             f"while contacting node: {res.fail_msg}")
                 continue
             self._verify_node(feedback_fn, node, res.payload or {}, reference_files)
+            self._verify_file_storage_paths(feedback_fn, node, res.payload or {})
             for name in (res.payload or {}).get("instancelist") or []:
                 running.setdefault(name, []).append(node.uuid)
         if self.op.debug_simulate_errors:
@@ -149,6 +151,13 @@ class LUClusterVerifyGroup(DiskVerifyMixin, LogicalUnit):
                     and checksum != reference_files.get(path):
                 self._error(feedback_fn, "ECLUSTERFILECHECK", "node", node.name,
                             f"file {path} differs from the master's copy")
+
+    def _verify_file_storage_paths(self, feedback_fn: FeedbackFn, node: Node,
+                                   payload: dict[str, Any]) -> None:
+        """The node's own allowed list must hold the cluster's storage dirs
+        (Ganeti's NV_FILE_STORAGE_PATH / NV_ACCEPTED_STORAGE_PATHS checks)."""
+        for msg in payload.get("file_storage_paths") or []:
+            self._error(feedback_fn, "ENODEFILESTORAGEPATHS", "node", node.name, msg)
 
     def _verify_instances(self, feedback_fn: FeedbackFn, running: dict[str, list[str]],
                           answered: set[str]) -> None:

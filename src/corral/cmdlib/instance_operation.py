@@ -47,6 +47,7 @@ from corral.cmdlib.instance_utils import (
 )
 from corral.hooks import build_instance_hook_env
 from corral.objects import Instance
+from corral.paths import safe_component
 
 
 class _InstanceLU(LogicalUnit):
@@ -318,7 +319,7 @@ class LUInstanceRename(_InstanceLU):
         self.new_dir = None
         if self.old_dir:
             base = posixpath.dirname(self.old_dir)
-            self.new_dir = posixpath.join(base, new_name)
+            self.new_dir = posixpath.join(base, safe_component(new_name, "instance name"))
             # Validates the new name as a directory name below the same base.
             instance_storage_dir(self.cfg, inst.disk_template, new_name, None)
         if self.op.name_check and self.op.ip_check and self.check_ip:

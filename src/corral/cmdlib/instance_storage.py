@@ -31,7 +31,7 @@ from corral.cmdlib.instance_utils import (
 )
 from corral.hooks import build_instance_hook_env
 from corral.objects import Disk, Instance, new_uuid
-from corral.paths import normalize_virtual
+from corral.paths import normalize_virtual, safe_component
 
 if TYPE_CHECKING:
     from corral.config import ConfigStore
@@ -111,10 +111,7 @@ def instance_storage_dir(cfg: "ConfigStore", template: str, instance_name: str,
     sub = check_storage_subdir(subdir)
     if sub:
         parts.append(sub)
-    if not instance_name or "/" in instance_name or instance_name in (".", ".."):
-        raise errors.OpPrereqError(f"Invalid instance name '{instance_name}' for file "
-                                   "storage", errors.ECODE_INVAL)
-    parts.append(instance_name)
+    parts.append(safe_component(instance_name, "instance name"))
     return normalize_virtual(posixpath.join(*parts))
 
 

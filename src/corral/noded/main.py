@@ -20,6 +20,7 @@ from typing import IO
 
 from corral import constants as C
 from corral import crypto, errors
+from corral.backend import files
 from corral.backend.impexp import sweep_transfers
 from corral.bundled_os import install_bundled_os
 from corral.daemon_log import setup_daemon_logging
@@ -87,6 +88,15 @@ def main(argv: list[str] | None = None) -> int:
     token = args.join_token or os.environ.pop(ENV_JOIN_TOKEN, None) or None
     paths.ensure_dirs()
     setup_logging(paths, args.debug)
+    try:
+        # The node's own allowed file storage paths: the defaults on a new
+        # node; afterwards only its administrator edits them (never the API).
+        if files.ensure_file_storage_paths(paths, [C.DEFAULT_FILE_STORAGE_DIR,
+                                                   C.DEFAULT_SHARED_FILE_STORAGE_DIR]):
+            log.info("created %s with the default file storage directories",
+                     paths.file_storage_paths)
+    except errors.CorralError as err:
+        log.error("cannot create %s: %s", paths.file_storage_paths, err)
     try:
         install_bundled_os(paths)
     except (errors.CorralError, OSError) as err:
