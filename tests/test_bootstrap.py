@@ -153,6 +153,7 @@ def test_init_refuses_existing_cluster(node_root: Any) -> None:
     ({"ndparams": {"spindle_count": "x"}}, "spindle_count"),
     ({"file_storage_dir": "relative/dir"}, "not absolute"),
     ({"shared_file_storage_dir": "/srv/../etc"}, "'..'"),
+    ({"file_storage_dir": "/etc"}, "system directory"),
     ({"mac_prefix": "zz:00:00"}, "MAC prefix"),
     ({"master_netdev": "eth0; rm -rf"}, "network device"),
     ({"candidate_pool_size": 0}, "candidate pool size"),
@@ -252,3 +253,21 @@ def test_too_long_root_is_refused(short_tmp: Path, loopback_base: Any) -> None:
         _init(paths, f"{loopback_base(1)}.1")
     assert info.value.ecode == errors.ECODE_INVAL
     assert not paths.root.exists()
+
+
+def test_init_keeps_and_checks_the_administrators_storage_paths(short_tmp: Path,
+                                                                loopback_base: Any) -> None:
+    """An existing allowed file storage paths file is the node's own: init
+    neither rewrites it nor accepts storage directories it does not list."""
+    paths = Paths(short_tmp / "node1")
+    paths.conf_dir.mkdir(parents=True)
+    paths.file_storage_paths.write_text("/srv/corral/file-storage\n")
+    args: dict[str, Any] = {"cluster_name": "boot.example.com",
+                            "primary_ip": f"{loopback_base(1)}.1", "master_name": "node1",
+                            "enabled_hypervisors": ["fake"]}
+    with pytest.raises(errors.OpPrereqError, match="not in the node's allowed") as info:
+        bootstrap.init_cluster(paths, file_storage_dir="/srv/other", **args)
+    assert info.value.ecode == errors.ECODE_INVAL
+    assert paths.file_storage_paths.read_text() == "/srv/corral/file-storage\n"
+    assert not paths.config_db.exists()
+

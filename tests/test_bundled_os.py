@@ -184,6 +184,20 @@ def test_create_writes_ext4_root(busybox_os: osdef.OSDefinition, paths: Paths,
     assert "Mode:  0755" in busybox.stdout
 
 
+def test_create_keeps_preallocated_disk_allocated(busybox_os: osdef.OSDefinition,
+                                                   paths: Paths, tmp_path: Path) -> None:
+    """File disks are preallocated (storage/file.py); mkfs must not discard
+    (punch) them, or the space promised to the instance goes back to the node."""
+    disk = tmp_path / "disk0.img"
+    with open(disk, "wb") as fh:
+        os.posix_fallocate(fh.fileno(), 0, 64 * MIB)
+    create(busybox_os, paths, disk, make_instance())
+    fsck_clean(disk)
+    st = disk.stat()
+    assert st.st_size == 64 * MIB
+    assert st.st_blocks * 512 >= st.st_size
+
+
 def test_create_tick_variant_and_root_password(busybox_os: osdef.OSDefinition,
                                                paths: Paths, tmp_path: Path) -> None:
     disk = raw_disk(tmp_path)

@@ -26,7 +26,7 @@ from typing import Any
 from corral import constants as C
 from corral import crypto, daemons, errors
 from corral.objects import Cluster, Node, NodeGroup, new_uuid
-from corral.paths import Paths, normalize_virtual
+from corral.paths import Paths, check_storage_dir
 
 log = logging.getLogger(__name__)
 
@@ -164,10 +164,22 @@ def _check_params(params: dict[str, Any] | None, types: dict[str, str],
 def _check_storage_dir(path: Any, what: str) -> str:
     if not isinstance(path, str):
         raise _inval(f"Invalid {what} {path!r}")
-    path = normalize_virtual(path)
-    if path == "/":
-        raise _inval(f"The {what} must not be '/'")
-    return path
+    return check_storage_dir(path)
+
+
+def _check_storage_dirs_allowed(paths: Paths, templates: list[str], file_dir: str,
+                                shared_dir: str) -> None:
+    """An existing allowed file storage paths file must hold the storage dirs
+    of the enabled file templates. Raises OpPrereqError ``ECODE_INVAL``."""
+    from corral.backend.node import file_storage_path_problems
+
+    if not paths.file_storage_paths.exists():
+        return
+    wanted = [d for t, d in ((C.DT_FILE, file_dir), (C.DT_SHARED_FILE, shared_dir))
+              if t in templates]
+    problems = file_storage_path_problems(paths, wanted)
+    if problems:
+        raise _inval(f"{'; '.join(problems)} (edit {paths.file_storage_paths} first)")
 
 
 # -- rollback of created files ----------------------------------------------------------
@@ -293,6 +305,7 @@ def init_cluster(paths: Paths, cluster_name: str, primary_ip: str,
     if paths.config_db.exists():
         raise errors.OpPrereqError(f"Cluster is already initialised ({paths.config_db} "
                                    "exists)", errors.ECODE_STATE)
+    _check_storage_dirs_allowed(paths, templates, file_dir, shared_dir)
     for name in daemons.DAEMONS:
         if daemons.daemon_running(paths, name):
             raise errors.OpPrereqError(f"{name} is already running for {paths.root}",
@@ -329,7 +342,7 @@ def init_cluster(paths: Paths, cluster_name: str, primary_ip: str,
 
 def _write_files(paths: Paths, cluster: Cluster, node: Node, group: NodeGroup,
                  storage_dirs: list[Path]) -> None:
-    from corral.backend.files import write_file_storage_paths, write_ssconf_files
+    from corral.backend.files import ensure_file_storage_paths, write_ssconf_files
     from corral.cmdlib.common import build_ssconf
     from corral.config import ConfigStore
     from corral.noded.state import record_joined
@@ -340,8 +353,10 @@ def _write_files(paths: Paths, cluster: Cluster, node: Node, group: NodeGroup,
     crypto.write_pem(paths.cluster_domain_secret, secrets.token_hex(32) + "\n")
     for d in storage_dirs:
         d.mkdir(parents=True, exist_ok=True)
-    write_file_storage_paths(paths, [cluster.file_storage_dir,
-                                     cluster.shared_file_storage_dir])
+    # This node's own allowed list: made here by its administrator's init
+    # when missing, left alone otherwise (checked before anything changed).
+    ensure_file_storage_paths(paths, [cluster.file_storage_dir,
+                                      cluster.shared_file_storage_dir])
     store = ConfigStore.create(paths.config_db, cluster, node, group)
     try:
         write_ssconf_files(paths, build_ssconf(store))

@@ -96,6 +96,9 @@ INSTST_WRONGNODE = "ERROR_wrongnode"
 INSTST_ERRORUP = "ERROR_up"
 INSTST_ERRORDOWN = "ERROR_down"
 INSTST_USERDOWN = "USER_down"
+# Corral extension: added to the configuration by a create job that has not
+# completed it (still running, or interrupted: see Instance.creating_job).
+INSTST_CREATING = "ADMIN_creating"
 
 # Reboot types.
 INSTANCE_REBOOT_SOFT = "soft"

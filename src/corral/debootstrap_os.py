@@ -20,8 +20,9 @@ What the package's ``create`` does, and what the configuration sets:
   partition table; the default ``msdos`` style needs ``kpartx`` and
   device-mapper, which Corral nodes need not have). The guest boots with
   ``root=/dev/vda`` on Corral's guest kernel (``corral.guestkernel``).
-* ``mke2fs`` makes the file system, which is mounted on a temporary
-  directory, filled by ``debootstrap --arch ARCH [--include=EXTRA_PKGS]
+* ``mke2fs`` makes the file system (``-E nodiscard`` through shell functions
+  in the sourced configuration, so disk files stay preallocated), which is
+  mounted on a temporary directory, filled by ``debootstrap --arch ARCH [--include=EXTRA_PKGS]
   SUITE <dir> MIRROR``, and given the instance's host name, ``/etc/fstab``
   (root by UUID), the node's ``/etc/hosts`` and ``/etc/resolv.conf``, an
   ``/etc/network/interfaces`` with only ``lo``, and an empty root password
@@ -63,6 +64,7 @@ from corral.process import run_command
 
 log = logging.getLogger(__name__)
 
+_MKFS_COMMANDS = ("mke2fs", "mkfs.ext2", "mkfs.ext3", "mkfs.ext4")
 PACKAGES = ("ganeti-instance-debootstrap", "debootstrap", "udev")
 DEFAULT_FILE = Path("/etc/default/ganeti-instance-debootstrap")
 CACHE_DIR = Path("/var/cache/ganeti-instance-debootstrap")
@@ -138,6 +140,9 @@ def render_config(mirror: str | None, suite: str, arch: str,
         "# cache the debootstrapped tree in /var/cache/ganeti-instance-debootstrap",
         'GENERATE_CACHE="yes"',
         'CLEAN_CACHE="14"',
+        "# keep preallocated disk files allocated: mke2fs would discard (punch) them,",
+        "# giving back space promised to the instance (the create script sources this)",
+        *[f'{cmd}() {{ command {cmd} -E nodiscard "$@"; }}' for cmd in _MKFS_COMMANDS],
     ]
     return "\n".join(lines) + "\n"
 

@@ -35,6 +35,7 @@ from pydantic import BaseModel, Field
 
 from corral import constants as C
 from corral import errors
+from corral.paths import safe_component
 
 SECT_EXPORT = "export"
 SECT_INSTANCE = "instance"
@@ -57,9 +58,9 @@ _LEGACY_BE_KEYS = (C.BE_MAXMEM, C.BE_MINMEM, C.BE_MEMORY, C.BE_VCPUS, C.BE_AUTO_
 def check_export_name(name: Any) -> str:
     """Return ``name`` if it can name an export directory (an instance name:
     one visible path component). Raises OpPrereqError ``ECODE_INVAL``."""
-    if not isinstance(name, str) or not _NAME_RE.match(name) or name in (".", ".."):
+    if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
         raise errors.OpPrereqError(f"Invalid export name {name!r}", errors.ECODE_INVAL)
-    return name
+    return safe_component(name, "export name")
 
 
 def new_dir_name(instance_name: str) -> str:
@@ -70,7 +71,7 @@ def new_dir_name(instance_name: str) -> str:
 def disk_file_path(instance_name: str, disk_uuid: str) -> str:
     """Virtual path of an exported disk image being written:
     ``<export_dir>/NAME.new/<disk uuid>``."""
-    if not re.match(r"^[A-Za-z0-9-]{1,64}$", disk_uuid or ""):
+    if not isinstance(disk_uuid, str) or not re.fullmatch(r"[A-Za-z0-9-]{1,64}", disk_uuid):
         raise errors.OpPrereqError(f"Invalid disk UUID {disk_uuid!r}", errors.ECODE_INVAL)
     return f"{EXPORT_DIR}/{new_dir_name(instance_name)}/{disk_uuid}"
 

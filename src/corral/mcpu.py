@@ -17,6 +17,7 @@ from corral import constants as C
 from corral import errors
 from corral.cmdlib import get_lu_class
 from corral.cmdlib.base import LogicalUnit, ResultWithJobs
+from corral.cmdlib.leftovers import remove_recorded
 from corral.hooks import HooksMaster
 from corral.opcodes import OpCode
 
@@ -111,6 +112,8 @@ class Processor:
             hooks.run_pre()
         if lu.op.dry_run:
             return lu.dry_run_result
+        # What failed jobs left on the nodes this LU holds (see cmdlib.leftovers).
+        remove_recorded(lu)
         result = lu.exec(feedback)
         if hooks is not None:
             hooks.run_post(feedback)

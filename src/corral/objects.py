@@ -128,6 +128,9 @@ class Instance(TaggableObject):
     disk_template: str = C.DT_DISKLESS
     disks_active: bool = False
     network_port: int | None = None
+    # Corral extension: id of the OP_INSTANCE_CREATE job still building the
+    # instance (None once it is complete); see cmdlib/instance_create.py.
+    creating_job: int | None = None
 
     @property
     def secondary_nodes(self) -> list[str]:
@@ -172,6 +175,25 @@ class NodeGroup(TaggableObject):
     networks: dict[str, Any] = Field(default_factory=dict)
     hv_state_static: dict[str, Any] = Field(default_factory=dict)
     disk_state_static: dict[str, Any] = Field(default_factory=dict)
+
+
+class Leftover(BaseModel):
+    """What a failed job could not remove from a node that was unreachable.
+
+    Kept in ``Cluster.leftovers`` until removed (see
+    :mod:`corral.cmdlib.leftovers` for the kinds and who removes them).
+    ``path``: the virtual path of a disk file or storage directory, or the
+    name of an export or transfer; ``disk``: the disk dict of a ``disk``.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    node_uuid: str
+    kind: str
+    path: str
+    disk: dict[str, Any] | None = None
+    job_id: int | None = None
+    ctime: float = Field(default_factory=time.time)
 
 
 class Cluster(TaggableObject):
@@ -223,6 +245,7 @@ class Cluster(TaggableObject):
     tcpudp_port_pool: list[int] = Field(default_factory=list)
     highest_used_port: int = C.FIRST_CLUSTER_PORT - 1
     rapi_port: int = C.DEFAULT_RAPI_PORT
+    leftovers: list[Leftover] = Field(default_factory=list)
 
     @property
     def default_hypervisor(self) -> str:

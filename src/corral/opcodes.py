@@ -10,16 +10,49 @@ is queued and long before any lock is taken. Unknown fields are refused too.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from functools import partial
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, ValidationError,
+                      field_validator, model_validator)
+from pydantic_core import PydanticCustomError
 
 from corral import constants as C
 from corral import errors
+from corral.netutils import normalize_hostname
+from corral.paths import check_storage_dir
+from corral.values import parse_size
 
 NonNegInt = Annotated[int, Field(ge=0)]
 PosInt = Annotated[int, Field(gt=0)]
 NonEmptyStr = Annotated[str, Field(min_length=1)]
+
+
+def _checked(check: Callable[[Any], str], error_type: str, value: Any) -> str:
+    """``check(value)``, its OpPrereqError turned into a pydantic field error."""
+    try:
+        return check(value)
+    except errors.OpPrereqError as err:
+        raise PydanticCustomError(error_type, "{msg}", {"msg": str(err)}) from None
+
+
+def _check_hostname(value: str) -> str:
+    return _checked(normalize_hostname, "invalid_name", value)
+
+
+# Instance, node, node group and network names follow Ganeti's host name rule
+# (lowercased; see netutils.normalize_hostname). UUIDs satisfy it too, so the
+# "name or UUID" fields use the same types.
+HostName = Annotated[str, AfterValidator(_check_hostname)]
+InstanceName = HostName
+NodeName = HostName
+GroupName = HostName
+NetworkName = HostName
+# A cluster-wide file storage directory (virtual path); whether each node
+# allows it is checked by the LU against the node's own list.
+StorageDir = Annotated[str, AfterValidator(partial(_checked, check_storage_dir,
+                                                   "invalid_path"))]
 # A job dependency: [job_id, [final statuses]]; negative ids are relative.
 JobDependency = tuple[int, list[Literal["canceled", "success", "error"]]]
 ReasonEntry = tuple[str, str, int]
@@ -135,33 +168,6 @@ def validate_op(cls: type[OpCode], params: dict[str, Any]) -> OpCode:
 # ---------------------------------------------------------------------------
 # Disk and NIC parameter dictionaries (IDiskParams, INicParams)
 
-_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmMgGtT]?)[bB]?\s*$")
-
-
-def parse_size(value: Any) -> int:
-    """Parse a size in MiB, accepting unit suffixes (M, G, T; K rounds up).
-
-    Raises :class:`errors.OpPrereqError` (``ECODE_INVAL``) for negative or
-    malformed values.
-    """
-    if isinstance(value, bool):
-        raise errors.OpPrereqError(f"Invalid size {value!r}", errors.ECODE_INVAL)
-    if isinstance(value, (int, float)):
-        if value < 0:
-            raise errors.OpPrereqError(f"Size must not be negative: {value}",
-                                       errors.ECODE_INVAL)
-        return int(value)
-    if isinstance(value, str):
-        m = _SIZE_RE.match(value)
-        if m:
-            num = float(m.group(1))
-            unit = m.group(2).lower()
-            mult = {"": 1, "m": 1, "g": 1024, "t": 1024 * 1024, "k": 1 / 1024}[unit]
-            mib = num * mult
-            return int(mib) if mib == int(mib) else int(mib) + 1
-    raise errors.OpPrereqError(f"Invalid size {value!r}", errors.ECODE_INVAL)
-
-
 def validate_disk_params(disk: Any, require_size: bool = True) -> dict[str, Any]:
     """Check one IDiskParams dict; returns a copy with ``size`` in MiB (int)."""
     if not isinstance(disk, dict):
@@ -232,7 +238,7 @@ class OpClusterVerify(OpCode):
     skip_checks: list[VerifyCheck] = Field(default_factory=list)
     ignore_errors: list[str] = Field(default_factory=list)
     verbose: bool = False
-    group_name: str | None = None
+    group_name: GroupName | None = None
     verify_clutter: bool = False
 
 
@@ -245,13 +251,34 @@ class OpClusterVerifyConfig(OpCode):
 
 class OpClusterVerifyGroup(OpCode):
     OP_DSC_FIELD = "group_name"
-    group_name: NonEmptyStr
+    group_name: GroupName
     debug_simulate_errors: bool = False
     error_codes: bool = False
     skip_checks: list[VerifyCheck] = Field(default_factory=list)
     ignore_errors: list[str] = Field(default_factory=list)
     verbose: bool = False
     verify_clutter: bool = False
+
+
+class OpClusterVerifyDisks(OpCode):
+    """Submit one OP_GROUP_VERIFY_DISKS job per node group (or for one)."""
+
+    group_name: GroupName | None = None
+
+
+class OpGroupVerifyDisks(OpCode):
+    """Disks of one group: (node errors, instances needing activate-disks,
+    missing disks)."""
+
+    OP_DSC_FIELD = "group_name"
+    group_name: GroupName
+
+
+class OpClusterRepairDiskSizes(OpCode):
+    """Fix recorded disk sizes; result ``[(instance, disk idx, "size", MiB)]``."""
+
+    OP_DSC_FIELD = "instances"
+    instances: list[InstanceName] = Field(default_factory=list)
 
 
 class OpClusterConfigQuery(OpCode):
@@ -297,11 +324,11 @@ class OpClusterSetParams(OpCode):
     use_external_mip_script: bool | None = None
     enabled_disk_templates: list[DiskTemplate] | None = None
     modify_etc_hosts: bool | None = None
-    file_storage_dir: str | None = None
-    shared_file_storage_dir: str | None = None
+    file_storage_dir: StorageDir | None = None
+    shared_file_storage_dir: StorageDir | None = None
     gluster_storage_dir: str | None = None
     install_image: str | None = None
-    instance_communication_network: str | None = None
+    instance_communication_network: NetworkName | None = None
     zeroing_image: str | None = None
     compression_tools: list[str] | None = None
     enabled_user_shutdown: bool | None = None
@@ -315,13 +342,13 @@ class OpClusterSetParams(OpCode):
 
 class OpNodeAdd(OpCode):
     OP_DSC_FIELD = "node_name"
-    node_name: NonEmptyStr
+    node_name: NodeName
     hv_state: dict[str, Any] | None = None
     disk_state: dict[str, Any] | None = None
     primary_ip: str | None = None
     secondary_ip: str | None = None
     readd: bool = False
-    group: str | None = None
+    group: GroupName | None = None
     master_capable: bool | None = None
     vm_capable: bool | None = None
     ndparams: dict[str, Any] | None = None
@@ -332,13 +359,13 @@ class OpNodeAdd(OpCode):
 
 class OpNodeRemove(OpCode):
     OP_DSC_FIELD = "node_name"
-    node_name: NonEmptyStr
+    node_name: NodeName
     node_uuid: str | None = None
 
 
 class OpNodeSetParams(OpCode):
     OP_DSC_FIELD = "node_name"
-    node_name: NonEmptyStr
+    node_name: NodeName
     node_uuid: str | None = None
     force: bool = False
     hv_state: dict[str, Any] | None = None
@@ -359,17 +386,17 @@ class OpNodeQuery(OpCode):
 
     OP_DSC_FIELD = "names"
     output_fields: list[str]
-    names: list[str] = Field(default_factory=list)
+    names: list[NodeName] = Field(default_factory=list)
     use_locking: bool = False
 
 
 class OpNodeMigrate(OpCode):
     OP_DSC_FIELD = "node_name"
-    node_name: NonEmptyStr
+    node_name: NodeName
     node_uuid: str | None = None
     mode: Literal["live", "non-live"] | None = None
     live: bool | None = None
-    target_node: str | None = None
+    target_node: NodeName | None = None
     target_node_uuid: str | None = None
     allow_runtime_changes: bool = True
     ignore_ipolicy: bool = False
@@ -379,9 +406,9 @@ class OpNodeMigrate(OpCode):
 class OpNodeEvacuate(OpCode):
     OP_DSC_FIELD = "node_name"
     early_release: bool = False
-    node_name: NonEmptyStr
+    node_name: NodeName
     node_uuid: str | None = None
-    remote_node: str | None = None
+    remote_node: NodeName | None = None
     remote_node_uuid: str | None = None
     iallocator: str | None = None
     mode: Literal["primary-only", "secondary-only", "all"]
@@ -394,7 +421,7 @@ class OpNodeEvacuate(OpCode):
 
 class OpInstanceCreate(_DisksMixin, OpCode):
     OP_DSC_FIELD = "instance_name"
-    instance_name: NonEmptyStr
+    instance_name: InstanceName
     force_variant: bool = False
     wait_for_sync: bool = True
     name_check: bool = True
@@ -403,7 +430,7 @@ class OpInstanceCreate(_DisksMixin, OpCode):
     beparams: dict[str, Any] = Field(default_factory=dict)
     disks: list[dict[str, Any]]
     disk_template: DiskTemplate | None = None
-    group_name: str | None = None
+    group_name: GroupName | None = None
     file_driver: Literal["loop", "blktap", "blktap2"] | None = None
     file_storage_dir: str | None = None
     hvparams: dict[str, Any] = Field(default_factory=dict)
@@ -419,15 +446,15 @@ class OpInstanceCreate(_DisksMixin, OpCode):
     osparams_private: dict[str, Any] | None = None
     osparams_secret: dict[str, Any] | None = None
     os_type: str | None = None
-    pnode: str | None = None
+    pnode: NodeName | None = None
     pnode_uuid: str | None = None
-    snode: str | None = None
+    snode: NodeName | None = None
     snode_uuid: str | None = None
     source_handshake: list[Any] | None = None
-    source_instance_name: str | None = None
+    source_instance_name: InstanceName | None = None
     source_shutdown_timeout: NonNegInt = C.DEFAULT_SHUTDOWN_TIMEOUT
     source_x509_ca: str | None = None
-    src_node: str | None = None
+    src_node: NodeName | None = None
     src_node_uuid: str | None = None
     src_path: str | None = None
     compress: str = "none"
@@ -442,7 +469,7 @@ class OpInstanceCreate(_DisksMixin, OpCode):
 
 class OpInstanceReinstall(OpCode):
     OP_DSC_FIELD = "instance_name"
-    instance_name: NonEmptyStr
+    instance_name: InstanceName
     instance_uuid: str | None = None
     force_variant: bool = False
     os_type: str | None = None
@@ -453,7 +480,7 @@ class OpInstanceReinstall(OpCode):
 
 class OpInstanceRemove(OpCode):
     OP_DSC_FIELD = "instance_name"
-    instance_name: NonEmptyStr
+    instance_name: InstanceName
     instance_uuid: str | None = None
     shutdown_timeout: NonNegInt = C.DEFAULT_SHUTDOWN_TIMEOUT
     ignore_failures: bool = False
@@ -461,16 +488,16 @@ class OpInstanceRemove(OpCode):
 
 class OpInstanceRename(OpCode):
     OP_DSC_FIELD = "instance_name"
-    instance_name: NonEmptyStr
+    instance_name: InstanceName
     instance_uuid: str | None = None
-    new_name: NonEmptyStr
+    new_name: InstanceName
     name_check: bool = True
     ip_check: bool = True
 
 
 class OpInstanceStartup(OpCode):
     OP_DSC_FIELD = "instance_name"
-    instance_name: NonEmptyStr
+    instance_name: InstanceName
     instance_uuid: str | None = None
     force: bool = False
     ignore_offline_nodes: bool = False
@@ -483,7 +510,7 @@ class OpInstanceStartup(OpCode):
 
 class OpInstanceShutdown(OpCode):
     OP_DSC_FIELD = "instance_name"
-    instance_name: NonEmptyStr
+    instance_name: InstanceName
     instance_uuid: str | None = None
     force: bool = False
     ignore_offline_nodes: bool = False
@@ -494,7 +521,7 @@ class OpInstanceShutdown(OpCode):
 
 class OpInstanceReboot(OpCode):
     OP_DSC_FIELD = "instance_name"
-    instance_name: NonEmptyStr
+    instance_name: InstanceName
     instance_uuid: str | None = None
     shutdown_timeout: NonNegInt = C.DEFAULT_SHUTDOWN_TIMEOUT
     ignore_secondaries: bool = False
@@ -506,20 +533,20 @@ class OpInstanceQuery(OpCode):
 
     OP_DSC_FIELD = "names"
     output_fields: list[str]
-    names: list[str] = Field(default_factory=list)
+    names: list[InstanceName] = Field(default_factory=list)
     use_locking: bool = False
 
 
 class OpInstanceQueryData(OpCode):
     OP_DSC_FIELD = "instances"
     use_locking: bool = False
-    instances: list[str] = Field(default_factory=list)
+    instances: list[InstanceName] = Field(default_factory=list)
     static: bool = False
 
 
 class OpInstanceSetParams(OpCode):
     OP_DSC_FIELD = "instance_name"
-    instance_name: NonEmptyStr
+    instance_name: InstanceName
     instance_uuid: str | None = None
     force: bool = False
     force_variant: bool = False
@@ -534,9 +561,9 @@ class OpInstanceSetParams(OpCode):
     ext_params: dict[str, Any] = Field(default_factory=dict)
     file_driver: Literal["loop", "blktap", "blktap2"] | None = None
     file_storage_dir: str | None = None
-    pnode: str | None = None
+    pnode: NodeName | None = None
     pnode_uuid: str | None = None
-    remote_node: str | None = None
+    remote_node: NodeName | None = None
     remote_node_uuid: str | None = None
     iallocator: str | None = None
     os_name: str | None = None
@@ -552,7 +579,7 @@ class OpInstanceSetParams(OpCode):
 
 class OpInstanceGrowDisk(OpCode):
     OP_DSC_FIELD = "instance_name"
-    instance_name: NonEmptyStr
+    instance_name: InstanceName
     instance_uuid: str | None = None
     wait_for_sync: bool = True
     disk: Annotated[int, Field(ge=0, lt=C.MAX_DISKS)]
@@ -563,7 +590,7 @@ class OpInstanceGrowDisk(OpCode):
 
 class OpInstanceActivateDisks(OpCode):
     OP_DSC_FIELD = "instance_name"
-    instance_name: NonEmptyStr
+    instance_name: InstanceName
     instance_uuid: str | None = None
     ignore_size: bool = False
     wait_for_sync: bool = False
@@ -571,24 +598,24 @@ class OpInstanceActivateDisks(OpCode):
 
 class OpInstanceDeactivateDisks(OpCode):
     OP_DSC_FIELD = "instance_name"
-    instance_name: NonEmptyStr
+    instance_name: InstanceName
     instance_uuid: str | None = None
     force: bool = False
 
 
 class OpInstanceConsole(OpCode):
     OP_DSC_FIELD = "instance_name"
-    instance_name: NonEmptyStr
+    instance_name: InstanceName
     instance_uuid: str | None = None
 
 
 class OpInstanceFailover(OpCode):
     OP_DSC_FIELD = "instance_name"
-    instance_name: NonEmptyStr
+    instance_name: InstanceName
     instance_uuid: str | None = None
     shutdown_timeout: NonNegInt = C.DEFAULT_SHUTDOWN_TIMEOUT
     ignore_consistency: bool = False
-    target_node: str | None = None
+    target_node: NodeName | None = None
     target_node_uuid: str | None = None
     ignore_ipolicy: bool = False
     cleanup: bool = False
@@ -597,11 +624,11 @@ class OpInstanceFailover(OpCode):
 
 class OpInstanceMigrate(OpCode):
     OP_DSC_FIELD = "instance_name"
-    instance_name: NonEmptyStr
+    instance_name: InstanceName
     instance_uuid: str | None = None
     mode: Literal["live", "non-live"] | None = None
     live: bool | None = None
-    target_node: str | None = None
+    target_node: NodeName | None = None
     target_node_uuid: str | None = None
     allow_runtime_changes: bool = True
     ignore_ipolicy: bool = False
@@ -613,11 +640,11 @@ class OpInstanceMigrate(OpCode):
 
 class OpInstanceMove(OpCode):
     OP_DSC_FIELD = "instance_name"
-    instance_name: NonEmptyStr
+    instance_name: InstanceName
     instance_uuid: str | None = None
     shutdown_timeout: NonNegInt = C.DEFAULT_SHUTDOWN_TIMEOUT
     ignore_ipolicy: bool = False
-    target_node: NonEmptyStr
+    target_node: NodeName
     target_node_uuid: str | None = None
     compress: str = "none"
     ignore_consistency: bool = False
@@ -629,18 +656,18 @@ class OpInstanceMove(OpCode):
 
 class OpBackupPrepare(OpCode):
     OP_DSC_FIELD = "instance_name"
-    instance_name: NonEmptyStr
+    instance_name: InstanceName
     instance_uuid: str | None = None
     mode: Literal["local", "remote"]
 
 
 class OpBackupExport(OpCode):
     OP_DSC_FIELD = "instance_name"
-    instance_name: NonEmptyStr
+    instance_name: InstanceName
     instance_uuid: str | None = None
     compress: str = "none"
     shutdown_timeout: NonNegInt = C.DEFAULT_SHUTDOWN_TIMEOUT
-    target_node: str | list[Any]
+    target_node: NodeName | list[Any]
     target_node_uuid: str | None = None
     shutdown: bool = True
     remove_instance: bool = False
@@ -656,13 +683,13 @@ class OpBackupExport(OpCode):
 
 class OpBackupQuery(OpCode):
     OP_DSC_FIELD = "nodes"
-    nodes: list[str] = Field(default_factory=list)
+    nodes: list[NodeName] = Field(default_factory=list)
     use_locking: bool = False
 
 
 class OpBackupRemove(OpCode):
     OP_DSC_FIELD = "instance_name"
-    instance_name: NonEmptyStr
+    instance_name: InstanceName
     instance_uuid: str | None = None
 
 
@@ -675,7 +702,16 @@ class OpOsDiagnose(OpCode):
     names: list[str] = Field(default_factory=list)
 
 
-class OpTagsGet(OpCode):
+class _TagsNameMixin(BaseModel):
+    @model_validator(mode="after")
+    def _check_name(self) -> Any:
+        # Every tag kind but the cluster names an object with a host-like name.
+        if self.kind != "cluster" and self.name is not None:  # type: ignore[attr-defined]
+            self.name = _check_hostname(self.name)  # type: ignore[attr-defined]
+        return self
+
+
+class OpTagsGet(_TagsNameMixin, OpCode):
     OP_DSC_FIELD = "name"
     kind: TagKind
     use_locking: bool = False
@@ -687,14 +723,14 @@ class OpTagsSearch(OpCode):
     pattern: NonEmptyStr
 
 
-class OpTagsSet(OpCode):
+class OpTagsSet(_TagsNameMixin, OpCode):
     OP_DSC_FIELD = "name"
     kind: TagKind
     tags: list[str]
     name: str | None = None
 
 
-class OpTagsDel(OpCode):
+class OpTagsDel(_TagsNameMixin, OpCode):
     OP_DSC_FIELD = "name"
     kind: TagKind
     tags: list[str]
@@ -722,7 +758,7 @@ class OpTestDelay(OpCode):
     OP_DSC_FIELD = "duration"
     duration: Annotated[float, Field(ge=0)]
     on_master: bool = True
-    on_nodes: list[str] = Field(default_factory=list)
+    on_nodes: list[NodeName] = Field(default_factory=list)
     on_node_uuids: list[str] | None = None
     repeat: NonNegInt = 0
     interruptible: bool = False

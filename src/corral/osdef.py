@@ -25,7 +25,7 @@ from pydantic import BaseModel, Field
 
 from corral import constants as C
 from corral import errors
-from corral.paths import Paths
+from corral.paths import Paths, component_path
 from corral.process import run_command
 
 OS_API_FILE = "ganeti_api_version"
@@ -213,10 +213,10 @@ def find_os(paths: Paths, name: str) -> OSDefinition:
     ``ECODE_NOENT`` when not found, ``ECODE_ENVIRON`` when invalid.
     """
     base, _ = split_os_name(name)
-    if not _OS_NAME_RE.match(base):
-        raise errors.OSError_(f"Invalid OS name '{name}'", errors.ECODE_INVAL)
+    if not isinstance(base, str) or not _OS_NAME_RE.fullmatch(base):
+        raise errors.OSError_(f"Invalid OS name {name!r}", errors.ECODE_INVAL)
     for top in paths.os_search_path():
-        os_dir = top / base
+        os_dir = component_path(top, base, what="OS name")
         if os_dir.is_dir():
             return load_os(base, os_dir)
     raise errors.OSError_(f"Directory for OS {base} not found in search path",
@@ -404,8 +404,9 @@ def os_log_path(paths: Paths, kind: str, os_name: str, instance_name: str,
     """``<os_log_dir>/<kind>-<os>-<instance>[-<component>]-<timestamp>.log``."""
     stamp = datetime.datetime.now().strftime("%Y-%m-%d_%H_%M_%S_%f")
     comp = f"-{component}" if component else ""
-    safe = [s.replace("/", "_") for s in (_LOG_KINDS.get(kind, kind), os_name, instance_name)]
-    return paths.os_log_dir / f"{safe[0]}-{safe[1]}-{safe[2]}{comp}-{stamp}.log"
+    safe = [s.replace("/", "_") for s in (_LOG_KINDS.get(kind, kind), os_name)]
+    return component_path(paths.os_log_dir, instance_name, prefix=f"{safe[0]}-{safe[1]}-",
+                          suffix=f"{comp}-{stamp}.log", what="instance name")
 
 
 def run_os_script(os_def: OSDefinition, kind: str, env: dict[str, str], paths: Paths,

@@ -18,6 +18,7 @@ import os
 import posixpath
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from corral import errors
 
@@ -48,10 +49,77 @@ def normalize_virtual(path: str) -> str:
     return posixpath.normpath(path)
 
 
+# Longest file name most file systems accept (NAME_MAX), in bytes.
+MAX_COMPONENT_BYTES = 255
+
+
+def safe_component(name: Any, what: str = "name") -> str:
+    """Check that ``name`` is one safe path component and return it unchanged.
+
+    The one confining helper for every path built from an instance, node,
+    export, transfer, key, OS or console name (master and node side alike):
+    a component is a non-empty string that is not ``.`` or ``..``, holds no
+    ``/``, NUL or other control character and is at most
+    :data:`MAX_COMPONENT_BYTES` bytes in UTF-8. ``what`` names the value in
+    the error. Raises :class:`errors.OpPrereqError` (``ECODE_INVAL``).
+    """
+    if not isinstance(name, str) or not name:
+        raise errors.OpPrereqError(f"Invalid {what} {name!r}: not a non-empty string",
+                                   errors.ECODE_INVAL)
+    if name in (".", "..") or "/" in name or any(ord(c) < 0x20 or ord(c) == 0x7f
+                                                 for c in name):
+        raise errors.OpPrereqError(f"Invalid {what} {name!r}: not a single path component",
+                                   errors.ECODE_INVAL)
+    try:
+        size = len(name.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise errors.OpPrereqError(f"Invalid {what} {name!r}: not valid UTF-8",
+                                   errors.ECODE_INVAL) from None
+    if size > MAX_COMPONENT_BYTES:
+        raise errors.OpPrereqError(f"Invalid {what}: {size} bytes, at most "
+                                   f"{MAX_COMPONENT_BYTES} allowed", errors.ECODE_INVAL)
+    return name
+
+
+def component_path(directory: str | os.PathLike[str], name: Any, *, prefix: str = "",
+                   suffix: str = "", what: str = "name") -> Path:
+    """``directory / (prefix + name + suffix)`` with ``name`` checked by
+    :func:`safe_component`, and the whole file name too (so a suffix cannot
+    push it over the length limit). Raises :class:`errors.OpPrereqError`
+    (``ECODE_INVAL``)."""
+    safe_component(name, what)
+    return Path(directory) / safe_component(f"{prefix}{name}{suffix}", what)
+
+
 def is_below(path: str, base: str) -> bool:
     """True when normalized virtual ``path`` equals ``base`` or lies below it."""
     base = posixpath.normpath(base)
     return path == base or path.startswith(base.rstrip("/") + "/")
+
+
+# Ganeti's _GetForbiddenFileStoragePaths: system directories that may never
+# hold (or be below) an allowed file storage directory.
+FORBIDDEN_FILE_STORAGE_PATHS = frozenset(
+    ["/boot", "/dev", "/etc", "/home", "/proc", "/root", "/sys"]
+    + [f"{pfx}/{d}" for pfx in ("", "/usr", "/usr/local")
+       for d in ("bin", "lib", "lib32", "lib64", "sbin")])
+
+
+def is_forbidden_file_storage_path(path: str) -> bool:
+    """True for ``/`` and (paths below) system directories (normalized virtual path)."""
+    return path == "/" or any(is_below(path, f) for f in FORBIDDEN_FILE_STORAGE_PATHS)
+
+
+def check_storage_dir(path: Any) -> str:
+    """A cluster file storage directory: absolute, no ``..``, not a system
+    directory (Ganeti's ``CheckFileStoragePathAcceptance`` static part).
+    Returns it normalized. Raises :class:`errors.OpPrereqError` (``ECODE_INVAL``).
+    """
+    norm = normalize_virtual(path)
+    if is_forbidden_file_storage_path(norm):
+        raise errors.OpPrereqError(f"Path '{norm}' is a system directory and can never "
+                                   "hold file storage", errors.ECODE_INVAL)
+    return norm
 
 
 @dataclass(frozen=True)

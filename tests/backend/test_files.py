@@ -28,7 +28,6 @@ def paths(tmp_path: Path) -> Paths:
     ("/var/lib/corral/rapi.pem", 0o600),
     ("/var/lib/corral/rapi/users", 0o640),
     ("/var/lib/corral/cluster-domain-secret", 0o400),
-    ("/etc/corral/file-storage-paths", 0o644),
     ("/var/lib/corral/ssconf_master_node", 0o644),
 ])
 def test_upload_allowed(paths: Paths, name: str, mode: int) -> None:
@@ -58,6 +57,8 @@ def test_upload_encoded_content_and_overwrite(paths: Paths) -> None:
     "/var/lib/corral/ssconf_X", "/var/lib/corral/ssconf_a/b", "/var/lib/corral/ssconf_",
     "var/lib/corral/ca.pem", "//var/lib/corral/ca.pem", "/var/lib/corral/ca.pem/",
     "/var/lib/corral/ca.pem\x00", "",
+    # Node-local: written by the node's administrator, never by the master.
+    "/etc/corral/file-storage-paths",
 ])
 def test_upload_refused(paths: Paths, name: str) -> None:
     before = sorted(str(p) for p in paths.root.rglob("*"))
@@ -119,3 +120,11 @@ def test_write_file_atomic_cleans_up_on_failure(tmp_path: Path) -> None:
         files.write_file_atomic(target, b"new", 0o600)
     assert [p.name for p in tmp_path.iterdir()] == ["d"]
     assert [p.name for p in target.iterdir()] == ["inside"]
+
+
+def test_ensure_file_storage_paths_keeps_the_administrators_file(paths: Paths) -> None:
+    assert files.ensure_file_storage_paths(paths, ["/srv/a"])
+    assert files.read_file_storage_paths(paths) == ["/srv/a"]
+    paths.file_storage_paths.write_text("# mine\n/srv/b\n")
+    assert not files.ensure_file_storage_paths(paths, ["/srv/a"])
+    assert paths.file_storage_paths.read_text() == "# mine\n/srv/b\n"

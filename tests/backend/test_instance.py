@@ -289,3 +289,21 @@ def test_migration(tmp_path: Path) -> None:
 def _env_dump(path: Path) -> dict[str, str]:
     raw = path.read_bytes().split(b"\x00", 1)[0].decode()
     return dict(line.split("=", 1) for line in raw.splitlines() if "=" in line)
+
+
+@pytest.mark.parametrize("name", ["/var/x", "../../etc", "a/b", "..", "a\nb"])
+def test_hostile_names_are_refused_before_any_file_is_made(paths: Paths, tmp_path: Path,
+                                                           name: str) -> None:
+    data = encode(make_instance("inst1", ndisks=0))
+    data["name"] = name
+    with pytest.raises(errors.OpPrereqError, match="instance name"):
+        bi.decode_instance(data)
+    with pytest.raises(errors.OpPrereqError, match="instance name"):
+        bi.instance_shutdown(paths, data, 1, [])
+    # The reason trail writer confines the name itself too.
+    with pytest.raises(errors.OpPrereqError, match="instance name"):
+        bi.store_reason_trail(paths, name, [])
+    with pytest.raises(errors.HypervisorError, match="nstance name"):
+        FakeHypervisor(paths).get_instance_info(name)
+    assert list(paths.instance_reason_dir.iterdir()) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["root"]

@@ -141,3 +141,15 @@ def test_node_leave_cluster_removes_cluster_files(paths: Paths, tmp_path: Path) 
     assert not paths.config_db.exists() and not paths.noded_state.exists()
     assert list(paths.data_dir.glob("ssconf_*")) == []
     assert keep.read_text() == "data"           # instance data is not touched
+
+
+def test_node_verify_refuses_system_dirs_even_below_an_allowed_root(paths: Paths) -> None:
+    # "/" is never an effective allowed entry, so it cannot make /etc acceptable.
+    files.write_file_storage_paths(paths, ["/", "/srv/corral/file-storage"])
+    res = node.node_verify(paths, {"file_storage_paths": ["/etc", "/etc/corral/x",
+                                                          "/srv/corral/file-storage/sub"]},
+                           "c", {})
+    problems = res["file_storage_paths"]
+    assert [p for p in problems if "'/etc'" in p and "system directory" in p]
+    assert [p for p in problems if "'/etc/corral/x'" in p]
+    assert not [p for p in problems if "/srv/corral/file-storage/sub" in p]

@@ -10,11 +10,13 @@ import pytest
 from corral import errors
 
 try:
-    from .test_instance_fixtures import (FAIL_OS, MARKER_OS, Env, env, file_size_mib,  # noqa: F401
-                                         icluster, read_head)
+    from .test_instance_fixtures import (FAIL_OS, JOB_TIMEOUT, MARKER_OS, STRAY_OS, Env,
+                                         env, file_size_mib, icluster,  # noqa: F401
+                                         read_head)
 except ImportError:
-    from test_instance_fixtures import (FAIL_OS, MARKER_OS, Env, env, file_size_mib,  # noqa: F401
-                                        icluster, read_head)
+    from test_instance_fixtures import (FAIL_OS, JOB_TIMEOUT, MARKER_OS, STRAY_OS, Env,
+                                        env, file_size_mib, icluster,  # noqa: F401
+                                        read_head)
 
 pytestmark = [pytest.mark.integration]
 
@@ -235,3 +237,56 @@ def test_failing_pre_hook_aborts_creation(env: Env) -> None:
     assert isinstance(err, errors.HooksAbort) and "refused by policy" in err.message
     assert env.instances() == before
     assert not env.real("node1", f"{FILE_DIR}/inst-veto").exists()
+
+
+def _verify(env: Env) -> tuple[bool, list[str]]:
+    """Run OP_CLUSTER_VERIFY (error codes on); returns (all ok, log lines)."""
+    result = env.run1({"OP_ID": "OP_CLUSTER_VERIFY", "error_codes": True})
+    lines: list[str] = []
+    ok = True
+    for submitted, job_id in result["jobs"]:
+        assert submitted, job_id
+        res = env.client.wait_job(job_id, feedback_fn=lambda e: lines.append(e[2]),
+                                  timeout=JOB_TIMEOUT)
+        ok = ok and all(res)
+    return ok, lines
+
+
+def test_incomplete_instance_is_marked_refused_reported_and_removable(env: Env) -> None:
+    job_id = env.client.submit_job([_create_op("inst-half", disk_template="file",
+                                               os_type=STRAY_OS, disks=[{"size": 4}])])
+    with pytest.raises(errors.OpExecError, match="cleanup was incomplete"):
+        env.client.wait_job(job_id, timeout=JOB_TIMEOUT)
+    stray = env.real("node1", f"{FILE_DIR}/inst-half/stray")
+    assert stray.exists()
+    # Left in the configuration, but marked: not shown as a stopped instance.
+    rows = env.client.query("instance", ["name", "status", "creating_job"],
+                            qfilter=["=", "name", "inst-half"])["data"]
+    assert [[cell[1] for cell in row] for row in rows] == \
+        [["inst-half", "ADMIN_creating", job_id]]
+    for op_id in ("OP_INSTANCE_STARTUP", "OP_INSTANCE_REINSTALL",
+                  "OP_INSTANCE_ACTIVATE_DISKS"):
+        err = env.fail({"OP_ID": op_id, "instance_name": "inst-half"})
+        assert isinstance(err, errors.OpPrereqError), err
+        assert err.ecode == errors.ECODE_STATE and "not completely created" in err.message
+    ok, lines = _verify(env)
+    assert not ok
+    assert [line for line in lines if "EINSTANCEINCOMPLETE" in line] == [
+        (f"  - ERROR:EINSTANCEINCOMPLETE:instance:inst-half:instance was left half-created "
+         f"by job {job_id} (status error); remove it with 'gnt-instance remove'")]
+
+    stray.unlink()
+    env.run1({"OP_ID": "OP_INSTANCE_REMOVE", "instance_name": "inst-half"})
+    assert "inst-half" not in env.instances()
+    assert not env.real("node1", f"{FILE_DIR}/inst-half").exists()
+    ok, lines = _verify(env)
+    assert ok and not [line for line in lines if "inst-half" in line], lines
+
+
+def test_complete_instance_is_not_marked(env: Env) -> None:
+    job_id = env.client.submit_job([_create_op("inst-whole", disk_template="file",
+                                               disks=[{"size": 4}])])
+    env.client.wait_job(job_id, timeout=JOB_TIMEOUT)
+    rows = env.client.query("instance", ["status", "creating_job", "admin_state"],
+                            qfilter=["=", "name", "inst-whole"])["data"]
+    assert [[cell[1] for cell in row] for row in rows] == [["running", None, "up"]]

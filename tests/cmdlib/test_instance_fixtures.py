@@ -8,6 +8,8 @@ definitions installed on every node:
 * ``corral-marker``: ``create`` writes ``corral-marker <name> <reinstall>``
   at the start of disk 0; ``rename`` writes ``renamed <old> <new>`` at byte 4096.
 * ``corral-fail``: ``create`` fails.
+* ``corral-stray``: ``create`` leaves a stray file next to disk 0 and fails,
+  so the create's cleanup cannot remove the storage directory.
 * Debian's ``noop`` (from ``ganeti-os-noop``, found in the system OS dir).
 """
 
@@ -26,6 +28,7 @@ from corral.masterd.client import MasterClient
 
 MARKER_OS = "corral-marker"
 FAIL_OS = "corral-fail"
+STRAY_OS = "corral-stray"
 JOB_TIMEOUT = 180.0
 
 _MARKER_CREATE = """#!/bin/sh
@@ -42,6 +45,11 @@ printf 'renamed %s %s\\n' "$OLD_INSTANCE_NAME" "$INSTANCE_NAME" | \\
 """
 _FAIL_CREATE = """#!/bin/sh
 echo "simulated OS install failure" >&2
+exit 1
+"""
+_STRAY_CREATE = """#!/bin/sh
+touch "$(dirname "$(readlink -f "$DISK_0_PATH")")/stray"
+echo "simulated OS install failure leaving a stray file" >&2
 exit 1
 """
 _OK = "#!/bin/sh\nexit 0\n"
@@ -138,6 +146,7 @@ def icluster(module_dev_cluster: Any, ganeti_os_noop: Path) -> Iterator[Env]:
         os_dir = node.paths.os_dir
         install_test_os(os_dir, MARKER_OS, _MARKER_CREATE, _MARKER_RENAME)
         install_test_os(os_dir, FAIL_OS, _FAIL_CREATE)
+        install_test_os(os_dir, STRAY_OS, _STRAY_CREATE)
     client = MasterClient(dev.master_paths, timeout=120.0)
     try:
         yield Env(dev, client)

@@ -15,14 +15,16 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
+from impexp.nodes import TransferKiller  # tests/impexp/nodes.py
 
-from corral import errors
+from corral import daemons, errors
 from corral.masterd.client import MasterClient
 
 pytestmark = pytest.mark.integration
 
 MIB = 1024 * 1024
 JOB_TIMEOUT = 300.0
+FILE_DIR = "/srv/corral/file-storage"
 
 
 class Cluster:
@@ -210,3 +212,94 @@ def test_refusals(cluster: Cluster, instance: str) -> None:
         assert "not suitable for copying" in str(err)
     finally:
         cluster.remove(shared)
+
+
+# -- failures that must leave nothing behind --------------------------------------------------
+def instance_dir(cluster: Cluster, node: str, name: str) -> Path:
+    return cluster.dev.node(node).paths.real(f"{FILE_DIR}/{name}")
+
+
+def test_killed_target_transfer_leaves_nothing(cluster: Cluster, instance: str) -> None:
+    cluster.create(instance, [64])
+    [src] = cluster.disk_files(instance)
+    digest = fill(src, 4)
+    with TransferKiller(cluster.dev.node("node2").paths, "import") as killer:
+        err = cluster.fail({"OP_ID": "OP_INSTANCE_MOVE", "instance_name": instance,
+                            "target_node": "node2", "shutdown_timeout": 10})
+    assert killer.pid is not None
+    assert "Errors during disk copy" in str(err)
+    target_dir = instance_dir(cluster, "node2", instance)
+    assert not target_dir.exists(), os.listdir(target_dir)
+    info = cluster.info(instance)
+    assert info["pnode"] == "node1" and cluster.disk_files(instance) == [src]
+    assert sha256(src) == digest
+    assert cluster.running_on("node1", instance) and not cluster.running_on("node2", instance)
+    no_transfers_left(cluster)
+    cluster.remove(instance)
+    assert not instance_dir(cluster, "node1", instance).exists()
+
+
+def leftover_errors(cluster: Cluster) -> list[str]:
+    """The ENODELEFTOVER lines of a verify of the default group."""
+    log: list[str] = []
+    cluster.run({"OP_ID": "OP_CLUSTER_VERIFY_GROUP", "group_name": "default",
+                 "error_codes": True}, log)
+    return [line for line in log if "ENODELEFTOVER" in line]
+
+
+def test_leftover_on_unreachable_target_recorded_then_removed(cluster: Cluster,
+                                                               instance: str) -> None:
+    """The target's noded stops while its import starts: the failed move
+    cannot remove its copy there, records it, verify reports it; after
+    noded's restart the next job locking the node (a new move) removes it,
+    verify is clean again and a later remove succeeds."""
+    cluster.create(instance, [32])
+    [src] = cluster.disk_files(instance)
+    digest = fill(src, 5)
+    node2 = cluster.dev.node("node2")
+    target_dir = instance_dir(cluster, "node2", instance)
+
+    def stop_noded(_pid: int) -> None:
+        assert daemons.stop_daemon(node2.paths, daemons.NODED, timeout=30)
+
+    try:
+        with TransferKiller(node2.paths, "import", before=stop_noded) as killer:
+            log: list[str] = []
+            job_id = cluster.client.submit_job([{
+                "OP_ID": "OP_INSTANCE_MOVE", "instance_name": instance,
+                "target_node": "node2", "shutdown_timeout": 10}])
+            try:
+                cluster.client.wait_job(job_id, lambda e: log.append(str(e[2])),
+                                        timeout=JOB_TIMEOUT)
+                raise AssertionError("the move succeeded")
+            except errors.OpExecError as err:
+                assert "Errors during disk copy" in str(err)
+        assert killer.pid is not None
+        assert any("recorded it" in line for line in log), log
+        # The copy is still on node2 (nobody could remove it) ...
+        [copy] = os.listdir(target_dir)
+        # ... the instance is fine on node1 ...
+        assert cluster.info(instance)["pnode"] == "node1"
+        assert sha256(src) == digest and cluster.running_on("node1", instance)
+        # ... and verify says what is left, with the job that left it.
+        lines = leftover_errors(cluster)
+        assert any(f"disk file {FILE_DIR}/{instance}/{copy}" in line and
+                   f"failed job {job_id}" in line and ":node:node2:" in line
+                   for line in lines), lines
+        assert any(f"storage directory {FILE_DIR}/{instance}" in line for line in lines)
+    finally:
+        if not daemons.daemon_running(node2.paths, daemons.NODED):
+            daemons.start_noded(node2.paths, node2.ip, node2.noded_port)
+    # noded's restart swept the transfer it had left.
+    no_transfers_left(cluster)
+    assert leftover_errors(cluster)                       # still there: not yet removed
+    log = []
+    cluster.move(instance, log)                           # locks node2: removes it first
+    assert any(f"Removed the leftover disk file {FILE_DIR}/{instance}/{copy} of job "
+               f"{job_id} from node node2" in line for line in log), log
+    [moved] = cluster.disk_files(instance)
+    assert os.listdir(target_dir) == [moved.name] and moved.name != copy
+    assert sha256(moved) == digest
+    assert leftover_errors(cluster) == []
+    cluster.remove(instance)
+    assert not target_dir.exists()

@@ -15,6 +15,7 @@ from corral import errors
 from corral.cmdlib.instance_storage import (check_storage_subdir, generate_disk_template,
                                             storage_dir_of, update_iv_names)
 from corral.objects import Cluster, Instance
+from corral.process import run_command
 
 try:
     from .test_instance_fixtures import Env, env, file_size_mib, icluster  # noqa: F401
@@ -158,3 +159,33 @@ def test_grow_disk_refusals(env: Env) -> None:
     assert env.instances() == before
     assert [file_size_mib(p) for _, p in env.disk_files("st5")] == [8]
 
+
+
+@integration
+def test_grow_disk_refused_beyond_free_space(env: Env) -> None:
+    """A file disk on a node filesystem with little room: growing beyond its
+    free space is refused before anything changes (config and file)."""
+    mnt = env.real("node1", f"{FILE_DIR}/small")
+    mnt.mkdir(parents=True, exist_ok=True)
+    res = run_command(["mount", "-t", "tmpfs", "-o", "size=48m", "tmpfs", str(mnt)],
+                      timeout=30)
+    assert not res.failed, res.output
+    try:
+        env.create("st6", disk_template="file", disks=[{"size": 16}], start=False,
+                   file_storage_dir="small")
+        (_, path), = env.disk_files("st6")
+        assert path.parent.parent == mnt
+        before = env.instances()
+        err = env.fail(_op("OP_INSTANCE_GROW_DISK", "st6", disk=0, amount=64))
+        assert err.ecode == errors.ECODE_NORES and "Not enough disk space" in err.message
+        err = env.fail(_op("OP_INSTANCE_GROW_DISK", "st6", disk=0, amount=80, absolute=True))
+        assert err.ecode == errors.ECODE_NORES
+        assert env.instances() == before
+        assert [d["size"] for d in env.info("st6")["disks"]] == [16]
+        assert file_size_mib(path) == 16
+        env.run1(_op("OP_INSTANCE_GROW_DISK", "st6", disk=0, amount=8))
+        assert file_size_mib(path) == 24 and path.stat().st_blocks * 512 >= 24 * 1024 * 1024
+        env.run1({"OP_ID": "OP_INSTANCE_REMOVE", "instance_name": "st6",
+                  "ignore_failures": True, "shutdown_timeout": 0})
+    finally:
+        run_command(["umount", str(mnt)], timeout=30)

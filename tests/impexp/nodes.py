@@ -11,10 +11,14 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
+import socket
+import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Self
 
 from corral import constants as C
 from corral import crypto
@@ -153,6 +157,15 @@ def start_pair(n_src: Paths, n_dst: Paths, src_io: list[Any], dst_io: list[Any],
     return imp, exp
 
 
+def refused(ip: str, port: int) -> bool:
+    """True when nothing listens on ``ip:port`` (a connect attempt is refused)."""
+    try:
+        with socket.create_connection((ip, port), timeout=2):
+            return False
+    except ConnectionRefusedError:
+        return True
+
+
 def pid_of(paths: Paths, name: str) -> int:
     return int((paths.impexp_dir / name / "pid").read_text())
 
@@ -217,3 +230,47 @@ def node_pair(tmp_path: Path) -> Iterator[Nodes]:
     finally:
         cleanup_all(n1)
         cleanup_all(n2)
+
+
+class TransferKiller:
+    """Kills the first transfer process of ``mode`` that appears on a node,
+    after running ``before(pid)`` (e.g. stopping that node's noded); with
+    ``kill=False`` only runs ``before``."""
+
+    def __init__(self, paths: Any, mode: str,
+                 before: Callable[[int], None] | None = None, kill: bool = True) -> None:
+        self.dir = paths.impexp_dir
+        self.mode = mode
+        self.before = before
+        self.kill = kill
+        self.pid: int | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(30)
+
+    def _run(self) -> None:
+        while not self._stop.is_set() and self.pid is None:
+            for entry in (os.listdir(self.dir) if self.dir.is_dir() else []):
+                pid_file = self.dir / entry / "pid"
+                if entry.startswith(f"{self.mode}-") and pid_file.is_file():
+                    try:
+                        pid = int(pid_file.read_text())
+                    except (ValueError, OSError):
+                        continue
+                    if self.before is not None:
+                        self.before(pid)
+                    if self.kill:
+                        try:
+                            os.kill(pid, signal.SIGKILL)
+                        except OSError:
+                            pass
+                    self.pid = pid
+                    return
+            time.sleep(0.01)

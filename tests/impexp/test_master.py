@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from typing import Any
 
 import pytest
@@ -167,6 +168,31 @@ def test_import_fails_mid_transfer(nodes: Nodes) -> None:
     assert result == [False]
     assert any("more data than the device" in w for w in lu.warnings), lu.warnings
     assert all(w.startswith("disk/0: ") for w in lu.warnings)
+    assert_clean(nodes)
+
+
+STALLED_EXPORT = """\
+dd if="$EXPORT_DEVICE" bs=1M count=1 status=none
+exec sleep 600
+"""
+
+
+def test_idle_timeout_reaches_both_sides(nodes: Nodes) -> None:
+    """``TransferTimeouts.idle`` is the transfer processes' idle timeout: a
+    source that stops sending fails the transfer within it, nothing left."""
+    lu = FakeLU(nodes)
+    write_os(nodes.n1, "impexp-stall", STALLED_EXPORT, "exit 1\n")
+    src = create_disk(nodes.n1, f"{FS}/inst1/s0", 8, pattern(8 * MIB))
+    dst = create_disk(nodes.n2, f"{FS}/inst1/d0", 8)
+    tmo = TransferTimeouts(connect=5, connect_retries=1, poll_interval=0.2, idle=2)
+    started = time.monotonic()
+    result = transfer_disks(lu, "uuid-node1", "uuid-node2",
+                            make_instance([src], "impexp-stall"),
+                            [(["script", src, 0], ["raw", dst])], "none", lambda m: None,
+                            timeouts=tmo)
+    assert result == [False]
+    assert time.monotonic() - started < 30
+    assert any("no data for 2 seconds" in w for w in lu.warnings), lu.warnings
     assert_clean(nodes)
 
 

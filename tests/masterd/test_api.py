@@ -219,6 +219,9 @@ def test_client_without_daemon(tmp_path: Path) -> None:
     assert info.value.ecode == errors.ECODE_ENVIRON
     assert str(info.value).startswith(
         f"Cannot communicate with the master daemon at {paths.master_socket}: ")
+    # It says how the socket was found, so a wrong CORRAL_ROOT is obvious.
+    assert f"state root {tmp_path} (from --root, else $CORRAL_ROOT" in str(info.value)
+    assert "CORRAL_ROOT must name the state root of the master node" in str(info.value)
 
 
 def test_client_socket_refused(tmp_path: Path) -> None:

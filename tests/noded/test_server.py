@@ -37,7 +37,7 @@ def _join(master: Paths, node, token_store, name: str = "node1.test",
     ca_cert, ca_key = crypto.read_cluster_ca(master)
     join_node(master, node.addr, node.port, token_store, name, "uuid-node1", cluster, ca_cert,
               ca_key, {"cluster_name": cluster, "master_node": "master.test"},
-              ["/srv/corral/file-storage"], timeout=timeout)
+              timeout=timeout)
 
 
 # -- unjoined mode --------------------------------------------------------------------------
@@ -76,7 +76,7 @@ def test_join_with_wrong_token_is_refused(tmp_path: Path, noded, master: Paths) 
     certs = crypto.issue_node_certs(ca_cert, ca_key, "node1.test")
     body = {"token_id": token_id, "cluster_name": "cluster.test", "node_name": "node1.test",
             "node_uuid": "u-1", "ca_cert_pem": ca_cert, "server_pem": certs.server_pem,
-            "client_pem": certs.client_pem, "ssconf": {}, "file_storage_paths": []}
+            "client_pem": certs.client_pem, "ssconf": {}}
     url = f"https://{ADDR}:{node.port}/join"
     with _insecure() as client:
         wrong_secret = dict(body, hmac=crypto.join_hmac("x" * 43, fp, "node1.test",
@@ -114,7 +114,9 @@ def test_join_then_mutual_tls(tmp_path: Path, noded, master: Paths) -> None:
     assert (st.joined, st.node_name, st.cluster_name, st.join_token) == \
         (True, "node1.test", "cluster.test", None)
     assert node.paths.ssconf("cluster_name").read_text() == "cluster.test\n"
-    assert node.paths.file_storage_paths.read_text() == "/srv/corral/file-storage\n"
+    # The allowed file storage paths are the node's own defaults, not the master's.
+    assert node.paths.file_storage_paths.read_text() == \
+        "/srv/corral/file-storage\n/srv/corral/shared-file-storage\n"
     for path in (crypto.node_server_cert_path(node.paths), node.paths.client_cert,
                  crypto.ca_cert_path(node.paths)):
         assert stat.S_IMODE(os.stat(path).st_mode) == 0o600

@@ -3,6 +3,7 @@ mirror choice, the configuration file, cache invalidation, bad arguments."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,9 @@ from hypothesis import strategies as st
 
 from corral import debootstrap_os as dbo
 from corral import errors
+from corral.process import run_command
+
+MIB = 1024 * 1024
 
 DEB822 = """\
 Types: deb
@@ -69,12 +73,31 @@ def test_mirror_skips_disabled_and_non_main(tmp_path: Path) -> None:
 def test_render_config() -> None:
     text = dbo.render_config("http://deb.debian.org/debian", "bookworm", "amd64", ("dbus",))
     values = dict(line.split("=", 1) for line in text.splitlines()
-                  if line and not line.startswith("#"))
+                  if line and not line.startswith("#") and "()" not in line)
     assert values == {"MIRROR": '"http://deb.debian.org/debian"', "SUITE": '"bookworm"',
                       "ARCH": '"amd64"', "EXTRA_PKGS": '"dbus"', "COMPONENTS": '""',
                       "PARTITION_STYLE": '"none"', "GENERATE_CACHE": '"yes"',
                       "CLEAN_CACHE": '"14"'}
     assert 'MIRROR=""' in dbo.render_config(None, "bookworm", "amd64")
+
+
+def test_config_makes_mke2fs_keep_disk_files_allocated(tmp_path: Path) -> None:
+    """The create script sources the configuration, then runs mke2fs on the
+    disk: the file must stay fully allocated (no discard)."""
+    config = tmp_path / "default"
+    config.write_text(dbo.render_config(None, "bookworm", "amd64"))
+    disk = tmp_path / "disk0"
+    with open(disk, "wb") as fh:
+        os.posix_fallocate(fh.fileno(), 0, 64 * MIB)
+    for cmd in ("mke2fs -t ext4", "mkfs.ext4", "mkfs.ext3"):
+        res = run_command(["bash", "-c", f'. "$1" && {cmd} -Fq "$2"', "sh", str(config),
+                           str(disk)], timeout=60)
+        assert not res.failed, res.output
+        st = disk.stat()
+        assert st.st_size == 64 * MIB and st.st_blocks * 512 >= st.st_size, cmd
+    # Without the configuration, mke2fs punches the file (what the functions prevent).
+    res = run_command(["mkfs.ext4", "-Fq", str(disk)], timeout=60)
+    assert not res.failed and disk.stat().st_blocks * 512 < 64 * MIB
 
 
 def test_configure_writes_file_and_drops_stale_cache(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from corral import constants as C
 from corral import errors
 from corral.objects import Disk
 from corral.paths import Paths
+from corral.process import run_command
 from corral.storage import LDS_OKAY, get_device
 from corral.storage import file as file_mod
 from corral.storage.file import FileDevice
@@ -99,7 +101,7 @@ def test_no_space_cleans_up(paths: Paths, monkeypatch: pytest.MonkeyPatch) -> No
     dev = get_device(file_disk(f"{ALLOWED[0]}/i/d0"), paths, ALLOWED)
     with pytest.raises(errors.BlockDeviceError, match="No space left") as exc:
         dev.create(10)
-    assert exc.value.ecode == errors.ECODE_ENVIRON
+    assert exc.value.ecode == errors.ECODE_NORES
     assert not os.path.exists(dev.dev_path)
 
 
@@ -146,6 +148,61 @@ def test_grow(paths: Paths) -> None:
         assert fh.read(7) == b"keep me"
     with pytest.raises(errors.BlockDeviceError, match="Invalid grow amount"):
         dev.grow(-1)
+
+
+@pytest.fixture
+def small_fs(paths: Paths) -> Iterator[Path]:
+    """A 32 MiB tmpfs mounted as the first allowed file storage directory."""
+    mnt = paths.real(ALLOWED[0])
+    res = run_command(["mount", "-t", "tmpfs", "-o", "size=32m", "tmpfs", str(mnt)],
+                      timeout=30)
+    assert not res.failed, res.output
+    try:
+        yield mnt
+    finally:
+        run_command(["umount", str(mnt)], timeout=30)
+
+
+def free_mib(path: Path) -> int:
+    st = os.statvfs(path)
+    return st.f_bavail * st.f_frsize // MIB
+
+
+def test_grow_refuses_beyond_free_space(paths: Paths, small_fs: Path) -> None:
+    dev = get_device(file_disk(f"{ALLOWED[0]}/i/d0"), paths, ALLOWED)
+    real = dev.create(8)
+    for dryrun in (True, False):
+        with pytest.raises(errors.BlockDeviceError, match="Not enough disk space") as exc:
+            dev.grow(64, dryrun=dryrun)
+        assert exc.value.ecode == errors.ECODE_NORES
+        assert os.path.getsize(real) == 8 * MIB
+    with pytest.raises(errors.BlockDeviceError) as exc:
+        get_device(file_disk(f"{ALLOWED[0]}/i/d1"), paths, ALLOWED).create(64)
+    assert exc.value.ecode == errors.ECODE_NORES
+    assert not paths.real(f"{ALLOWED[0]}/i/d1").exists()
+
+
+def test_grow_allocates_punched_holes(paths: Paths, small_fs: Path) -> None:
+    """A file whose blocks were discarded (mkfs without nodiscard) counts its
+    holes as needed space, and a grow allocates them again."""
+    dev = get_device(file_disk(f"{ALLOWED[0]}/i/d0"), paths, ALLOWED)
+    real = dev.create(16)
+    res = run_command(["fallocate", "--punch-hole", "-o", "0", "-l", str(16 * MIB), real],
+                      timeout=30)
+    assert not res.failed, res.output
+    assert allocated(real) == 0
+    filler = small_fs / "filler"
+    with open(filler, "wb") as fh:
+        os.posix_fallocate(fh.fileno(), 0, 12 * MIB)
+    free = free_mib(small_fs)
+    assert 8 < free < 16 + 8            # the 8 MiB grow fits only if holes are ignored
+    with pytest.raises(errors.BlockDeviceError, match="Not enough disk space") as exc:
+        dev.grow(8)
+    assert exc.value.ecode == errors.ECODE_NORES
+    assert os.path.getsize(real) == 16 * MIB
+    dev.grow(2)
+    assert os.path.getsize(real) == 18 * MIB
+    assert allocated(real) >= 18 * MIB
 
 
 def test_rename(paths: Paths) -> None:

@@ -20,19 +20,14 @@ from pydantic import ValidationError
 
 from corral import errors
 from corral.objects import Disk
-from corral.paths import Paths, is_below, normalize_virtual
+from corral.paths import (Paths, component_path, is_below, is_forbidden_file_storage_path,
+                          normalize_virtual)
 from corral.storage import BlockDev, get_device
 
 log = logging.getLogger(__name__)
 
 DISK_SEPARATOR = ":"
 
-# Ganeti's _GetForbiddenFileStoragePaths: system directories that may never
-# hold (or be below) an allowed file storage directory.
-FORBIDDEN_FILE_STORAGE_PATHS = frozenset(
-    ["/boot", "/dev", "/etc", "/home", "/proc", "/root", "/sys"]
-    + [f"{pfx}/{d}" for pfx in ("", "/usr", "/usr/local")
-       for d in ("bin", "lib", "lib32", "lib64", "sbin")])
 
 
 def _fail(msg: str, ecode: str | None = None) -> errors.RPCFail:
@@ -68,10 +63,6 @@ def decode_disk(data: Any) -> Disk:
 
 
 # -- allowed file storage directories --------------------------------------------
-def _is_forbidden(path: str) -> bool:
-    return path == "/" or any(is_below(path, f) for f in FORBIDDEN_FILE_STORAGE_PATHS)
-
-
 def allowed_file_storage_dirs(paths: Paths) -> list[str]:
     """Virtual directories listed in ``paths.file_storage_paths``.
 
@@ -97,7 +88,7 @@ def allowed_file_storage_dirs(paths: Paths) -> list[str]:
         except errors.OpPrereqError as err:
             log.warning("ignoring file storage path %r: %s", line, err)
             continue
-        if _is_forbidden(norm):
+        if is_forbidden_file_storage_path(norm):
             log.warning("ignoring forbidden file storage path %r", line)
             continue
         out.append(norm)
@@ -115,9 +106,11 @@ def device_of(paths: Paths, disk: Any) -> BlockDev:
 # -- instance disk links ------------------------------------------------------------
 def link_path(paths: Paths, instance_name: str, idx: int) -> Path:
     """``<instance_disks_dir>/<instance>:<idx>``, the path hypervisors use."""
-    if not instance_name or "/" in instance_name or instance_name.startswith("."):
-        raise _fail(f"Invalid instance name '{instance_name}'", errors.ECODE_INVAL)
-    return paths.instance_disks_dir / f"{instance_name}{DISK_SEPARATOR}{int(idx)}"
+    try:
+        return component_path(paths.instance_disks_dir, instance_name,
+                              suffix=f"{DISK_SEPARATOR}{int(idx)}", what="instance name")
+    except errors.OpPrereqError as err:
+        raise _rpcfail_from(err) from None
 
 
 def symlink_disk(paths: Paths, instance_name: str, idx: int, dev_path: str) -> str:

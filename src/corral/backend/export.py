@@ -37,7 +37,7 @@ from corral.backend.instance import decode_instance
 from corral.fileio import fsync_dir, write_file_atomic
 from corral.impexp import COMPONENT_RE
 from corral.noded import state as noded_state
-from corral.paths import Paths, is_below, normalize_virtual
+from corral.paths import Paths, component_path, is_below, normalize_virtual
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ def _export_path(paths: Paths, name: Any) -> Path:
         export_format.check_export_name(name)
     except errors.OpPrereqError as err:
         raise _fail(str(err)) from None
-    return _export_root(paths) / name
+    return component_path(_export_root(paths), name, what="export name")
 
 
 # -- exports ---------------------------------------------------------------------------
@@ -233,7 +233,7 @@ def x509_cert_remove(paths: Paths, name: str) -> None:
     if not isinstance(name, str) or not COMPONENT_RE.match(name) or \
             not name.startswith("x509-"):
         raise _fail(f"Invalid X509 key name {name!r}")
-    cert_dir = crypto_keys_dir(paths) / name
+    cert_dir = component_path(crypto_keys_dir(paths), name, what="X509 key name")
     if cert_dir.is_symlink() or not cert_dir.is_dir():
         raise _fail(f"No X509 key '{name}' on this node", errors.ECODE_NOENT)
     try:

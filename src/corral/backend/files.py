@@ -20,13 +20,14 @@ from corral.paths import Paths, normalize_virtual
 
 log = logging.getLogger(__name__)
 
-# Virtual paths the master may upload (Ganeti: _ALLOWED_UPLOAD_FILES).
+# Virtual paths the master may upload (Ganeti: _ALLOWED_UPLOAD_FILES). The
+# allowed file storage paths file is not among them: it is node-local and
+# written only by the node's administrator (see ensure_file_storage_paths).
 ALLOWED_UPLOAD_FILES = frozenset({
     "/var/lib/corral/ca.pem",
     "/var/lib/corral/rapi.pem",
     "/var/lib/corral/rapi/users",
     "/var/lib/corral/cluster-domain-secret",
-    "/etc/corral/file-storage-paths",
 })
 _SSCONF_KEY_RE = re.compile(r"^[a-z_]+$")
 _SSCONF_UPLOAD_RE = re.compile(r"^/var/lib/corral/ssconf_[a-z_]+$")
@@ -158,6 +159,20 @@ def write_file_storage_paths(paths: Paths, allowed: list[str]) -> None:
         write_file_atomic(paths.file_storage_paths, text.encode("utf-8"), 0o644)
     except OSError as err:
         raise errors.RPCFail(f"Cannot write {paths.file_storage_paths}: {err}") from None
+
+
+def ensure_file_storage_paths(paths: Paths, defaults: list[str]) -> bool:
+    """Create the allowed file storage paths file with ``defaults`` if it is missing.
+
+    Called by the node's own setup (``corral-noded`` start, cluster init),
+    never through the API: an existing file is the administrator's and is
+    left alone. Returns True when the file was created. Raises
+    :class:`errors.RPCFail` as :func:`write_file_storage_paths`.
+    """
+    if paths.file_storage_paths.exists():
+        return False
+    write_file_storage_paths(paths, defaults)
+    return True
 
 
 def read_file_storage_paths(paths: Paths) -> list[str]:

@@ -17,7 +17,7 @@ from typing import Any
 
 from corral import constants as C
 from corral import errors
-from corral.paths import Paths
+from corral.paths import Paths, component_path
 from corral.process import run_command
 
 log = logging.getLogger(__name__)
@@ -73,13 +73,13 @@ def hooks_runner(paths: Paths, hpath: str, phase: str, env: dict[str, Any],
     A missing directory gives ``[]``. Raises :class:`errors.RPCFail` for a
     bad ``hpath``/``phase`` or environment.
     """
-    if not isinstance(hpath, str) or not _HPATH_RE.match(hpath):
+    if not isinstance(hpath, str) or not _HPATH_RE.fullmatch(hpath):
         raise errors.RPCFail(f"Invalid hooks path {hpath!r}")
     if phase not in (C.HOOKS_PHASE_PRE, C.HOOKS_PHASE_POST):
         raise errors.RPCFail(f"Unknown hooks phase {phase!r}")
     clean_env = _check_env(env)
     subdir = f"{hpath}-{phase}.d"
-    dir_path = paths.hooks_dir / subdir
+    dir_path = component_path(paths.hooks_dir, hpath, suffix=f"-{phase}.d", what="hooks path")
     try:
         names = sorted(os.listdir(dir_path))
     except FileNotFoundError:

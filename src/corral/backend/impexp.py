@@ -12,8 +12,10 @@ the peer; default the cluster CA), ``compress`` (``none`` or a tool of
 :mod:`corral.impexp.compression`), ``magic`` (required, ``IE_MAGIC_RE``),
 ``expected_size`` (MiB, for progress), ``connect_timeout`` (s),
 ``connect_retries``, ``ipv6`` (ignored: the address decides), and the Corral
-extension ``listen_host`` (address the importer listens on; default this
-node's primary IP from ssconf).
+extensions ``listen_host`` (address the importer listens on; default this
+node's primary IP from ssconf), ``timeout`` and ``idle_timeout`` (seconds
+for the whole transfer / without data once connected, 0 = no limit; default
+those of :mod:`corral.impexp.watchdog`).
 
 I/O arguments (Ganeti's ``impexp_io``): ``["file", virtual_path]`` (below
 the node's export directory), ``["raw", disk_dict]``,
@@ -58,7 +60,7 @@ from corral.impexp import (
 from corral.impexp.endpoints import KIND_FILE, KIND_RAW, KIND_SCRIPT, IoSpec, undo_partial
 from corral.impexp.status import TransferStatus, read_status, write_status
 from corral.noded import state as noded_state
-from corral.paths import Paths, is_below, normalize_virtual
+from corral.paths import Paths, component_path, is_below, normalize_virtual, safe_component
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +87,8 @@ class ImportExportOptions(BaseModel):
     connect_retries: int = DEFAULT_CONNECT_RETRIES
     ipv6: bool = False
     listen_host: str | None = None
+    timeout: float | None = None
+    idle_timeout: float | None = None
 
 
 def _fail(msg: str, ecode: str = errors.ECODE_INVAL) -> errors.RPCFail:
@@ -111,13 +115,15 @@ def _decode_opts(opts: Any) -> ImportExportOptions:
         raise _fail("Invalid expected size")
     if parsed.connect_timeout <= 0 or parsed.connect_retries < 0:
         raise _fail("Invalid connect timeout or retries")
+    if any(t is not None and not 0 <= t < 1e9 for t in (parsed.timeout, parsed.idle_timeout)):
+        raise _fail("Invalid transfer timeout")
     return parsed
 
 
 def _component(component: Any) -> str:
     if not isinstance(component, str) or not COMPONENT_RE.match(component):
         raise _fail(f"Invalid transfer component name {component!r}")
-    return component
+    return safe_component(component, "transfer component name")
 
 
 # -- TLS files ---------------------------------------------------------------------------
@@ -129,7 +135,7 @@ def _tls_files(paths: Paths, opts: ImportExportOptions, mode: str,
             raise _fail(f"Invalid X509 key name '{opts.key_name}'")
         if not opts.ca_pem:
             raise _fail("A CA certificate (ca_pem) is required with an X509 key")
-        key_dir = crypto_keys_dir(paths) / opts.key_name
+        key_dir = component_path(crypto_keys_dir(paths), opts.key_name, what="X509 key name")
         key, cert = key_dir / _X509_KEY_FILE, key_dir / _X509_CERT_FILE
         if not key.is_file() or not cert.is_file():
             raise _fail(f"X509 key '{opts.key_name}' not found on this node",
@@ -324,6 +330,10 @@ def _start(paths: Paths, mode: str, opts_data: Any, instance: Any, component: An
                 "--connect-retries", str(opts.connect_retries)]
         if opts.expected_size:
             argv += ["--expected-size", str(opts.expected_size)]
+        if opts.timeout is not None:
+            argv += ["--timeout", str(opts.timeout)]
+        if opts.idle_timeout is not None:
+            argv += ["--idle-timeout", str(opts.idle_timeout)]
         inst_name = instance.get("name") if isinstance(instance, dict) else None
         os_name = instance.get("os") if isinstance(instance, dict) else None
         log_path = osdef.os_log_path(paths, mode, os_name or "none", inst_name or name,
@@ -359,7 +369,7 @@ def _status_dir(paths: Paths, name: Any) -> Path | None:
     """The directory of transfer ``name``, or None if there is no such transfer."""
     if not isinstance(name, str) or not NAME_RE.match(name):
         raise _fail(f"Invalid transfer name {name!r}")
-    path = paths.impexp_dir / name
+    path = component_path(paths.impexp_dir, name, what="transfer name")
     return path if path.is_dir() and not path.is_symlink() else None
 
 
@@ -443,5 +453,39 @@ def impexp_cleanup(paths: Paths, name: str) -> None:
     shutil.rmtree(status_dir, ignore_errors=True)
 
 
+def sweep_transfers(paths: Paths) -> list[str]:
+    """Clean up every transfer left by an earlier noded process (at noded start).
+
+    Called before noded serves, so no transfer of this process exists yet:
+    every entry of ``paths.impexp_dir`` is a leftover whose master can no
+    longer rely on it (its status calls failed or will find it gone). A
+    transfer process still running is stopped (SIGTERM, then SIGKILL), the
+    partial output of an unfinished import undone, and the directory
+    removed, as :func:`impexp_cleanup` does. Entries that are not transfer
+    directories are left alone. Returns the names swept; each is logged.
+    """
+    try:
+        names = sorted(os.listdir(paths.impexp_dir))
+    except FileNotFoundError:
+        return []
+    swept = []
+    for name in names:
+        if not NAME_RE.match(name) or _status_dir(paths, name) is None:
+            log.warning("sweep: ignoring %s in %s (not a transfer)", name, paths.impexp_dir)
+            continue
+        status_dir = paths.impexp_dir / name
+        pid = _alive(status_dir)
+        try:
+            impexp_cleanup(paths, name)
+        except errors.RPCFail as err:
+            log.error("sweep: cannot clean up transfer %s: %s", name, err)
+            continue
+        log.info("sweep: removed stale transfer %s%s", name,
+                 f" (stopped its process {pid})" if pid is not None else "")
+        swept.append(name)
+    return swept
+
+
 __all__ = ["ImportExportOptions", "crypto_keys_dir", "export_start", "impexp_abort",
-           "impexp_cleanup", "impexp_status", "import_start", "own_address", "resolve_io"]
+           "impexp_cleanup", "impexp_status", "import_start", "own_address", "resolve_io",
+           "sweep_transfers"]

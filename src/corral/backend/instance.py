@@ -33,7 +33,7 @@ from corral.backend.blockdev import (
 from corral.hypervisor import get_hypervisor, get_hypervisor_class
 from corral.hypervisor.base import BaseHypervisor, BlockDevice
 from corral.objects import NIC, Instance, Node, NodeGroup
-from corral.paths import Paths
+from corral.paths import Paths, component_path, safe_component
 
 log = logging.getLogger(__name__)
 
@@ -64,9 +64,13 @@ def decode_instance(data: Any) -> Instance:
     try:
         clean["nics"] = [_strip(NIC, n) for n in data.get("nics") or []]
         clean["disks"] = [decode_disk(d) for d in data.get("disks") or []]
-        return Instance.model_validate(clean)
+        inst = Instance.model_validate(clean)
     except (ValidationError, AttributeError) as err:
         raise errors.RPCFail(f"Invalid instance data: {err}", errors.ECODE_INVAL) from None
+    # Defence in depth: the name becomes file names on this node, whatever
+    # the master checked.
+    safe_component(inst.name, "instance name")
+    return inst
 
 
 def _decode_model(model: type[BaseModel], data: Any, what: str) -> Any:
@@ -105,7 +109,8 @@ def _extend_reason(reason: Any, source: str) -> list[list[Any]]:
 def store_reason_trail(paths: Paths, instance_name: str, trail: list[list[Any]]) -> None:
     """Write the reason trail to ``instance_reason_dir/<name>`` (JSON, atomic)."""
     try:
-        write_file_atomic(paths.instance_reason_dir / instance_name, json.dumps(trail),
+        write_file_atomic(component_path(paths.instance_reason_dir, instance_name,
+                                         what="instance name"), json.dumps(trail),
                           mode=0o644, durable=False)
     except OSError as err:
         log.warning("cannot store the reason trail of %s: %s", instance_name, err)

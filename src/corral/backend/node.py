@@ -21,7 +21,7 @@ from corral import constants as C
 from corral import crypto, errors
 from corral.backend import config_replica, files
 from corral.hypervisor import get_hypervisor, get_hypervisor_class
-from corral.paths import Paths, is_below, normalize_virtual
+from corral.paths import Paths, is_below, is_forbidden_file_storage_path, normalize_virtual
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +128,9 @@ def _tcp_check(target: Any) -> str | None:
         return f"TCP connection to {target[0]}:{target[1]} failed: {err}"
 
 
-def _verify_file_storage_paths(paths: Paths, wanted: Any) -> list[str]:
+def file_storage_path_problems(paths: Paths, wanted: Any) -> list[str]:
+    """Problems of this node's allowed file storage paths: forbidden entries in
+    its file, and directories of ``wanted`` (virtual) the file does not allow."""
     problems: list[str] = []
     allowed = files.read_file_storage_paths(paths)
     for entry in allowed:
@@ -141,7 +143,11 @@ def _verify_file_storage_paths(paths: Paths, wanted: Any) -> list[str]:
         except errors.OpPrereqError as err:
             problems.append(str(err))
             continue
-        if not any(is_below(norm, a) for a in allowed):
+        if is_forbidden_file_storage_path(norm):
+            problems.append(f"File storage directory '{norm}' is a system directory and "
+                            f"never allowed as file storage")
+        elif not any(is_below(norm, a) for a in allowed
+                     if not is_forbidden_file_storage_path(a)):
             problems.append(f"File storage directory '{norm}' is not in the node's allowed "
                             f"file storage paths")
     return problems
@@ -192,7 +198,7 @@ def node_verify(paths: Paths, checkdict: dict[str, Any], cluster_name: str,
             checks = dict(zip(targets, pool.map(_tcp_check, targets.values())))
         result["nodelist"] = checks
     if "file_storage_paths" in checkdict:
-        result["file_storage_paths"] = _verify_file_storage_paths(
+        result["file_storage_paths"] = file_storage_path_problems(
             paths, checkdict["file_storage_paths"])
     return result
 

@@ -31,7 +31,8 @@ class CorralGroup(click.Group):
     """A click group with Ganeti's command aliases and error handling.
 
     A command returning a non-zero int exits with it; corral errors are
-    printed as ``Failure: ...`` (exit 1, or 2 for a corrupt configuration).
+    printed as ``Failure: ...`` (exit 1, or 2 for a corrupt configuration);
+    a closed stdout ends the command silently (exit 141, as SIGPIPE would).
     """
 
     def __init__(self, *args: Any, aliases: dict[str, str] | None = None,
@@ -47,9 +48,19 @@ class CorralGroup(click.Group):
         name, cmd, rest = super().resolve_command(ctx, args)
         return (cmd.name if cmd is not None else name), cmd, rest
 
+    def make_context(self, info_name: str | None, args: list[str],
+                     parent: click.Context | None = None, **extra: Any) -> click.Context:
+        # --help prints while the arguments are parsed, before invoke.
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except BrokenPipeError:
+            output.exit_closed_stdout()
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             rv = super().invoke(ctx)
+        except BrokenPipeError:
+            output.exit_closed_stdout()
         except (errors.CorralError, OSError) as exc:
             code, msg = output.format_error(exc)
             output.err(msg)

@@ -250,6 +250,73 @@ def wait_spawned_jobs(result: Any) -> int:
     return 1 if bad else 0
 
 
+@cluster.command("verify-disks")
+@click.option("-g", "--node-group", "group_name", default=None)
+@submit_opts
+def verify_disks(**opts: Any) -> int:
+    """Check the disks of instances with active disks; activate those needing it."""
+    result = submit_op(build_op("OP_CLUSTER_VERIFY_DISKS", opts,
+                                group_name=opts["group_name"]), opts)
+    if not isinstance(result, dict) or "jobs" not in result:
+        return 0
+    client = get_env().client
+    retcode = 0
+    for ok, job in result["jobs"]:
+        try:
+            if not ok:
+                raise errors.OpExecError(str(job))
+            (bad_nodes, instances, missing), = client.wait_job(int(job), print_log_entry)
+        except errors.CorralError as exc:
+            o.out(f"Job failed: {o.format_error(exc)[1]}")
+            retcode = 1
+            continue
+        retcode |= _report_group_disks(bad_nodes, instances, missing, opts)
+    return retcode
+
+
+def _report_group_disks(bad_nodes: dict[str, str], instances: list[str],
+                        missing: dict[str, list[list[str]]], opts: dict[str, Any]) -> int:
+    """Print one OP_GROUP_VERIFY_DISKS result as Ganeti's ``VerifyDisks`` does,
+    activating the disks of instances that need it; returns the exit code."""
+    retcode = 0
+    for node, text in bad_nodes.items():
+        o.out(f"Error gathering data on node {node}: {text[-400:]}")
+        o.out("You need to fix these nodes first before fixing instances")
+        retcode = 1
+    for name in instances:
+        o.out(f"Activating disks for instance '{name}'")
+        try:
+            submit_op(build_op("OP_INSTANCE_ACTIVATE_DISKS", opts, instance_name=name), opts)
+        except errors.CorralError as exc:
+            code, msg = o.format_error(exc)
+            o.err(f"Error activating disks for instance {name}: {msg}")
+            retcode |= code
+    for name, where in sorted(missing.items()):
+        if all(node in bad_nodes for node, _ in where):
+            o.out(f"Instance {name} cannot be verified as it lives on broken nodes")
+            continue
+        o.out(f"Instance {name} has missing disks:")
+        for node, path in sorted(where):
+            o.out(f"\t{'broken node ' if node in bad_nodes else ''}{node} {path}")
+    if missing:
+        o.out("You need to replace or recreate disks for all the above instances if this "
+              "message persists after fixing broken nodes.")
+        retcode = 1
+    elif not instances:
+        o.out("No disks need to be activated.")
+    return retcode
+
+
+@cluster.command("repair-disk-sizes")
+@click.argument("instances", nargs=-1)
+@submit_opts
+def repair_disk_sizes(instances: tuple[str, ...], **opts: Any) -> int:
+    """Record the real size of disks whose configured size is wrong."""
+    submit_op(build_op("OP_CLUSTER_REPAIR_DISK_SIZES", opts, instances=list(instances)),
+              opts)
+    return 0
+
+
 def _yes_no_params(opts: dict[str, Any], names: dict[str, str]) -> dict[str, Any]:
     out = {}
     for opt_name, op_name in names.items():

@@ -4,62 +4,111 @@
 ``gnt-cluster``, ``gnt-node``, ``gnt-instance``, ``gnt-os``, ``gnt-job`` and ``gnt-backup``
 run the same command groups directly (each also takes ``--root``; the
 default root is ``$CORRAL_ROOT`` or ``/``).
+
+A command group's module is imported only when the group is used, so that
+each tool starts by loading only its own commands.
 """
 
 from __future__ import annotations
 
+import importlib
+import sys
+from typing import Any
+
 import click
 
 from corral import __version__
-from corral.cli import CorralGroup, root_option
-from corral.cli.backup import backup
-from corral.cli.cluster import cluster
-from corral.cli.daemon import daemon
-from corral.cli.devcluster import dev_cluster
-from corral.cli.instance import instance
-from corral.cli.job import job
-from corral.cli import migration  # noqa: F401 - adds failover/migrate/move/evacuate
-from corral.cli.node import node
-from corral.cli.os import os_group
+from corral.cli import CorralGroup, output, root_option
+
+# Group name -> (module, attribute).
+_GROUPS = {
+    "cluster": ("corral.cli.cluster", "cluster"),
+    "node": ("corral.cli.node", "node"),
+    "instance": ("corral.cli.instance", "instance"),
+    "os": ("corral.cli.os", "os_group"),
+    "job": ("corral.cli.job", "job"),
+    "dev-cluster": ("corral.cli.devcluster", "dev_cluster"),
+    "daemon": ("corral.cli.daemon", "daemon"),
+    "backup": ("corral.cli.backup", "backup"),
+}
+# Modules adding commands to a group: failover/migrate/move/evacuate.
+_EXTENSIONS = {"instance": ("corral.cli.migration",), "node": ("corral.cli.migration",)}
+# Former module attributes of the groups (``main.instance``...).
+_ATTRIBUTES = {attr: name for name, (_, attr) in _GROUPS.items()}
 
 
-@click.group("corral", cls=CorralGroup)
+def load_group(name: str) -> click.Group:
+    """The command group ``name`` (a key of ``_GROUPS``), with its extensions."""
+    module, attr = _GROUPS[name]
+    group: click.Group = getattr(importlib.import_module(module), attr)
+    for extension in _EXTENSIONS.get(name, ()):
+        importlib.import_module(extension)
+    return group
+
+
+class _LazyGroup(CorralGroup):
+    """``corral``: its command groups are loaded when first looked up."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(_GROUPS))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in _GROUPS and cmd_name not in self.commands:
+            self.add_command(load_group(cmd_name), cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group("corral", cls=_LazyGroup)
 @root_option
 @click.version_option(__version__, prog_name="corral")
 def corral(root: str | None) -> None:
     """Corral: a Ganeti-compatible cluster virtualization manager."""
 
 
-for _group in (cluster, node, instance, os_group, job, dev_cluster, daemon, backup):
-    corral.add_command(_group)
+def __getattr__(name: str) -> Any:
+    if name in _ATTRIBUTES:
+        return load_group(_ATTRIBUTES[name])
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _run(group: click.Group, prog_name: str) -> None:
+    """Run ``group`` as program ``prog_name``; a reader closing stdout early
+    (``gnt-job list | head``) ends it silently, also at the final flush."""
+    try:
+        try:
+            group.main(prog_name=prog_name)
+        finally:
+            sys.stdout.flush()
+    except BrokenPipeError:
+        output.exit_closed_stdout()
 
 
 def main() -> None:
-    corral.main(prog_name="corral")
+    _run(corral, "corral")
 
 
 def gnt_cluster() -> None:
-    cluster.main(prog_name="gnt-cluster")
+    _run(load_group("cluster"), "gnt-cluster")
 
 
 def gnt_node() -> None:
-    node.main(prog_name="gnt-node")
+    _run(load_group("node"), "gnt-node")
 
 
 def gnt_instance() -> None:
-    instance.main(prog_name="gnt-instance")
+    _run(load_group("instance"), "gnt-instance")
 
 
 def gnt_os() -> None:
-    os_group.main(prog_name="gnt-os")
+    _run(load_group("os"), "gnt-os")
 
 
 def gnt_job() -> None:
-    job.main(prog_name="gnt-job")
+    _run(load_group("job"), "gnt-job")
 
 
 def gnt_backup() -> None:
-    backup.main(prog_name="gnt-backup")
+    _run(load_group("backup"), "gnt-backup")
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ import click
 
 from corral import constants as C
 from corral import errors
-from corral.opcodes import parse_size
+from corral.values import parse_size
 
 NO_PREFIX = "no_"
 UN_PREFIX = "-"

@@ -13,7 +13,7 @@ import click
 
 from corral.cli import CorralGroup, build_op, root_option, submit_job
 from corral.cli import output as o
-from corral.rapi.resources import os_names
+from corral.values import os_names
 
 
 @click.group("os", cls=CorralGroup, aliases={"show": "info"})

@@ -9,14 +9,16 @@ codes), ``AskUser`` (no terminal means "no") and ``PrintGenericInfo``
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
+import os
 import sys
 import time
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, NoReturn
 
 import click
-import yaml
 
 from corral import errors
 
@@ -26,6 +28,8 @@ EXIT_FAILURE = 1
 EXIT_CONFIG = 2
 EXIT_CONFIRMATION = 13
 EXIT_UNKNOWN_FIELD = 14
+# 128 + SIGPIPE: the status of a tool killed by SIGPIPE (Python ignores SIGPIPE).
+EXIT_BROKEN_PIPE = 141
 
 # Query result status codes (constants.RS_*), and how they print.
 RS_NORMAL, RS_UNKNOWN, RS_NODATA, RS_UNAVAIL, RS_OFFLINE = 0, 1, 2, 3, 4
@@ -161,31 +165,38 @@ def query_json(fdefs: list[dict[str, Any]], rows: list[list[list[Any]]]) -> str:
     return json.dumps(objs, indent=2, sort_keys=False, default=str)
 
 
-class _InfoDumper(yaml.SafeDumper):
-    """Block-style YAML, multi-line strings as literal blocks."""
-
-
 _YAML_BREAKS = ("\x85", "\u2028", "\u2029", "\r")
 
 
-def _str_representer(dumper: yaml.SafeDumper, data: str) -> yaml.Node:
-    if any(ch in data for ch in _YAML_BREAKS):
-        style: str | None = '"'       # these would be read back as line breaks
-    elif "\n" in data:
-        style = "|"
-    else:
-        style = None
-    return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
+@functools.cache
+def _info_dumper() -> Any:
+    """Block-style YAML dumper, multi-line strings as literal blocks (built
+    on first use: yaml is not needed to start the command-line tools)."""
+    import yaml
 
+    class InfoDumper(yaml.SafeDumper):
+        pass
 
-_InfoDumper.add_representer(str, _str_representer)
-_InfoDumper.add_representer(tuple, lambda d, data: d.represent_list(list(data)))
+    def str_representer(dumper: yaml.SafeDumper, data: str) -> yaml.Node:
+        if any(ch in data for ch in _YAML_BREAKS):
+            style: str | None = '"'       # these would be read back as line breaks
+        elif "\n" in data:
+            style = "|"
+        else:
+            style = None
+        return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
+
+    InfoDumper.add_representer(str, str_representer)
+    InfoDumper.add_representer(tuple, lambda d, data: d.represent_list(list(data)))
+    return InfoDumper
 
 
 def format_info(data: Any) -> str:
     """YAML text of ``info`` output (``PrintGenericInfo``); keys keep their
     order."""
-    return yaml.dump(data, Dumper=_InfoDumper, default_flow_style=False, sort_keys=False,
+    import yaml
+
+    return yaml.dump(data, Dumper=_info_dumper(), default_flow_style=False, sort_keys=False,
                      allow_unicode=True, width=1000).rstrip("\n")
 
 
@@ -207,6 +218,20 @@ def format_log_message(timestamp: Any, log_type: str, message: Any) -> str:
     else:
         text = str(message)
     return f"{time.ctime(secs)} {text}"
+
+
+def exit_closed_stdout() -> NoReturn:
+    """End quietly because stdout's reader went away (``gnt-job list | head``).
+
+    Points stdout at /dev/null so that the interpreter's last flush cannot
+    fail again, then exits :data:`EXIT_BROKEN_PIPE` without a message, as a
+    Unix tool killed by SIGPIPE does.
+    """
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    sys.exit(EXIT_BROKEN_PIPE)
 
 
 def format_error(exc: BaseException) -> tuple[int, str]:

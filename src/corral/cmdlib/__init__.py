@@ -15,6 +15,7 @@ from corral.opcodes import all_opcodes
 # Modules holding LUs; each is imported on first use.
 _LU_MODULES = (
     "corral.cmdlib.cluster",
+    "corral.cmdlib.cluster_disks",
     "corral.cmdlib.node",
     "corral.cmdlib.instance_create",
     "corral.cmdlib.instance_operation",

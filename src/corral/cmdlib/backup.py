@@ -9,8 +9,9 @@ instance's OS ``export`` script (raw when it has no OS) to the target node's
 ``<export_dir>/NAME.new/<disk uuid>`` (:func:`corral.impexp.master.transfer_disks`),
 restarts the instance if it was running, and only when every disk arrived
 has the target write ``config.ini`` and rename ``NAME.new`` to ``NAME``
-(``finalize_export``). A failed or aborted transfer removes ``NAME.new``,
-so no half-written export is ever listed. Older exports of the instance on
+(``finalize_export``). A failed or aborted transfer removes ``NAME.new``
+(recorded as a leftover when the target does not answer, see
+:mod:`corral.cmdlib.leftovers`), so no half-written export is ever listed. Older exports of the instance on
 other nodes are removed afterwards (``_CleanupExports``).
 
 A **remote** export (to another cluster) first needs OP_BACKUP_PREPARE
@@ -55,6 +56,7 @@ from corral.cmdlib.instance_utils import (
     reason_trail,
     release_port,
 )
+from corral.cmdlib.leftovers import KIND_EXPORT, remove_or_record
 from corral.hooks import build_instance_hook_env
 from corral.impexp import compression
 from corral.impexp.master import transfer_disks
@@ -329,10 +331,8 @@ class LUBackupExport(LogicalUnit):
                                  f"export of {inst.name} from node {dst.name}")
         finally:
             if not fin_ok:
-                res = self.rpc.call_one("export_remove", dst.uuid, [new_name])
-                if res.fail_msg and "No export" not in res.fail_msg:
-                    self.log_warning(f"Could not remove {new_name} from node {dst.name}: "
-                                     f"{res.fail_msg}")
+                # Recorded for a later job when the target does not answer.
+                remove_or_record(self, dst.uuid, KIND_EXPORT, new_name)
         return fin_ok, dresults
 
     def _remote_export(self, inst: Instance, feedback_fn: FeedbackFn) -> list[bool]:

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
 from corral import crypto, errors
+from corral.cmdlib.leftovers import KIND_TRANSFER, remove_or_record
 from corral.impexp.master import format_progress
 from corral.objects import Node
 from corral.paths import Paths
@@ -436,10 +437,7 @@ class SideTransfers:
                 continue
             if not side.done:
                 self._abort(side)
-            res = self.lu.rpc.call_one("impexp_cleanup", self.node.uuid, [side.name])
-            if res.fail_msg:
-                self.lu.log_warning(f"{side.label}: could not clean up {side.name} on node "
-                                    f"{self.node.name}: {res.fail_msg}")
+            remove_or_record(self.lu, self.node.uuid, KIND_TRANSFER, side.name)
             side.name = None
 
 

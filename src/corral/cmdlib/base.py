@@ -52,6 +52,9 @@ class LogicalUnit:
     HPATH: str | None = None
     HTYPE: str | None = None
     REQ_BGL: bool = True
+    #: Whether :meth:`get_locked_instance` accepts an instance a create job
+    #: has not completed (``Instance.creating_job`` set): only removal does.
+    ACCEPTS_INCOMPLETE: bool = False
 
     def __init__(self, context: "MasterContext", op: OpCode, op_ctx: "OpContext",
                  owner: Any) -> None:
@@ -168,12 +171,19 @@ class LogicalUnit:
     def get_locked_instance(self) -> Instance:
         """The instance named in the opcode, re-read under its lock.
 
-        Raises OpPrereqError ECODE_NOENT if it disappeared meanwhile.
+        Raises OpPrereqError ECODE_NOENT if it disappeared meanwhile, and
+        ECODE_STATE if a create job has not completed it (unless the LU
+        ``ACCEPTS_INCOMPLETE``): its disks or OS may be missing.
         """
         inst = self.cfg.get_instance_by_name(self.op.instance_name)
         if inst is None:
             raise errors.OpPrereqError(f"Instance '{self.op.instance_name}' not known",
                                        errors.ECODE_NOENT)
+        if inst.creating_job is not None and not self.ACCEPTS_INCOMPLETE:
+            raise errors.OpPrereqError(
+                f"Instance '{inst.name}' was not completely created (create job "
+                f"{inst.creating_job}); remove it with 'gnt-instance remove'",
+                errors.ECODE_STATE)
         return inst
 
     def check_node_online(self, node_uuid: str, msg: str | None = None) -> Node:

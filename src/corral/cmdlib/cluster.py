@@ -17,8 +17,8 @@ from corral import errors
 from corral.cmdlib.base import FeedbackFn, LogicalUnit, NoHooksLU, QueryLU, ResultWithJobs
 from corral.cmdlib.cluster_verify import LUClusterVerifyGroup  # noqa: F401 (LU registry)
 from corral.cmdlib.cluster_verify import format_verify_error
-from corral.cmdlib.common import (check_hvparams_syntax, distribute_cluster_files,
-                                  validate_params)
+from corral.cmdlib.common import (check_hvparams_syntax, check_storage_dirs_accepted,
+                                  distribute_cluster_files, validate_params)
 from corral.config import ConfigStore
 from corral.hypervisor import get_hypervisor_class
 from corral.opcodes import OpClusterVerifyConfig, OpClusterVerifyGroup
@@ -388,9 +388,17 @@ class LUClusterSetParams(LogicalUnit):
                     elif action == "remove" and name in current:
                         current.remove(name)
                 setattr(new, attr, current)
+        changed_dirs = []
         for name in ("file_storage_dir", "shared_file_storage_dir"):
-            if getattr(op, name) is not None:
-                setattr(new, name, getattr(op, name))
+            value = getattr(op, name)
+            if value is not None:
+                if value != getattr(cluster, name):
+                    changed_dirs.append(value)
+                setattr(new, name, value)
+        # Ganeti: a storage dir must lie in every node's own allowed list; the
+        # API never widens that list.
+        check_storage_dirs_accepted(
+            self, changed_dirs, [n.uuid for n in self.cfg.get_node_list() if not n.offline])
         if op.mac_prefix is not None:
             new.mac_prefix = op.mac_prefix.lower()
         for name in _SIMPLE_CLUSTER_PARAMS:
@@ -405,8 +413,7 @@ class LUClusterSetParams(LogicalUnit):
         self.cfg.commit(update=[new])
         if (new.file_storage_dir, new.shared_file_storage_dir) != \
                 (old.file_storage_dir, old.shared_file_storage_dir):
-            feedback_fn("Updating the allowed file storage paths on all nodes")
-            distribute_cluster_files(self, only_online=True)
+            distribute_cluster_files(self, only_online=True)   # ssconf holds the dirs
         if new.max_running_jobs != old.max_running_jobs and self.context.queue is not None:
             self.context.queue.set_max_running(new.max_running_jobs)
 

@@ -11,13 +11,15 @@ from __future__ import annotations
 from typing import Any
 
 from corral import constants as C
+from corral.cmdlib import leftovers
 from corral.cmdlib.base import FeedbackFn, LogicalUnit
-from corral.cmdlib.common import FILE_STORAGE_PATHS_FILE
+from corral.cmdlib.common import file_storage_dirs_in_use
+from corral.cmdlib.disk_checks import DiskVerifyMixin
 from corral.objects import Node
 
-# Files that must be identical on every node (virtual paths).
+# Files that must be identical on every node (virtual paths). The allowed file
+# storage paths file is node-local: checked by _verify_file_storage_paths.
 CLUSTER_FILES = (
-    FILE_STORAGE_PATHS_FILE,
     "/var/lib/corral/ca.pem",
     "/var/lib/corral/ssconf_cluster_name",
     "/var/lib/corral/ssconf_master_node",
@@ -33,7 +35,7 @@ def format_verify_error(error_codes: bool, code: str, item_type: str, item: str,
     return f"  - {severity}: {item_type} {item}: {msg}"
 
 
-class LUClusterVerifyGroup(LogicalUnit):
+class LUClusterVerifyGroup(DiskVerifyMixin, LogicalUnit):
     """Verify the nodes and instances of one node group."""
 
     HPATH = "cluster-verify"
@@ -86,6 +88,7 @@ class LUClusterVerifyGroup(LogicalUnit):
             "instancelist": list(cluster.enabled_hypervisors),
             "nodelist": {n.name: [n.primary_ip, n.noded_port]
                          for n in all_nodes if not n.offline},
+            "file_storage_paths": file_storage_dirs_in_use(cluster),
         }
         all_hvparams = {hv: cluster.get_hv_defaults(hv) for hv in cluster.enabled_hypervisors}
         feedback_fn("* Gathering data from the nodes")
@@ -104,13 +107,18 @@ class LUClusterVerifyGroup(LogicalUnit):
                             f"while contacting node: {res.fail_msg}")
                 continue
             self._verify_node(feedback_fn, node, res.payload or {}, reference_files)
+            self._verify_file_storage_paths(feedback_fn, node, res.payload or {})
             for name in (res.payload or {}).get("instancelist") or []:
                 running.setdefault(name, []).append(node.uuid)
         if self.op.debug_simulate_errors:
             self._error(feedback_fn, "ECLUSTERCFG", "cluster", cluster.cluster_name,
                         "simulated error")
+        self._verify_leftovers(feedback_fn)
         self._verify_instances(feedback_fn, running, {n.uuid for n in online})
         self._verify_orphans(feedback_fn, running)
+        self._verify_disks(feedback_fn, [n.uuid for n in online
+                                         if not results[n.uuid].fail_msg])
+        self._verify_incomplete(feedback_fn)
         return not self.bad
 
     def _verify_node(self, feedback_fn: FeedbackFn, node: Node, payload: dict[str, Any],
@@ -143,6 +151,13 @@ class LUClusterVerifyGroup(LogicalUnit):
                     and checksum != reference_files.get(path):
                 self._error(feedback_fn, "ECLUSTERFILECHECK", "node", node.name,
                             f"file {path} differs from the master's copy")
+
+    def _verify_file_storage_paths(self, feedback_fn: FeedbackFn, node: Node,
+                                   payload: dict[str, Any]) -> None:
+        """The node's own allowed list must hold the cluster's storage dirs
+        (Ganeti's NV_FILE_STORAGE_PATH / NV_ACCEPTED_STORAGE_PATHS checks)."""
+        for msg in payload.get("file_storage_paths") or []:
+            self._error(feedback_fn, "ENODEFILESTORAGEPATHS", "node", node.name, msg)
 
     def _verify_instances(self, feedback_fn: FeedbackFn, running: dict[str, list[str]],
                           answered: set[str]) -> None:
@@ -182,3 +197,31 @@ class LUClusterVerifyGroup(LogicalUnit):
                     self._error(feedback_fn, "ENODEORPHANINSTANCE", "node",
                                 node.name if node else node_uuid,
                                 f"instance {name} is running but not in the configuration")
+
+    def _verify_incomplete(self, feedback_fn: FeedbackFn) -> None:
+        """Report instances a create job left incomplete (``creating_job`` set).
+
+        One whose create job still runs is only noted; one whose job has
+        ended (interrupted by a masterd crash, or failed without cleaning
+        up) is an error: ``gnt-instance remove`` deletes it. Corral
+        extension (Ganeti has no such mark).
+        """
+        queue = self.context.queue
+        for inst in sorted(self.instances, key=lambda i: i.name):
+            job_id = inst.creating_job
+            if job_id is None:
+                continue
+            (row,) = queue.query_jobs([job_id], ["status"]) if queue is not None else [None]
+            status = row[0] if row is not None else "unknown"
+            if status in (C.JOB_STATUS_QUEUED, C.JOB_STATUS_WAITING, C.JOB_STATUS_RUNNING):
+                feedback_fn(f"  - NOTICE: instance {inst.name} is being created by job "
+                            f"{job_id}")
+                continue
+            self._error(feedback_fn, "EINSTANCEINCOMPLETE", "instance", inst.name,
+                        f"instance was left half-created by job {job_id} (status {status});"
+                        " remove it with 'gnt-instance remove'")
+
+    def _verify_leftovers(self, feedback_fn: FeedbackFn) -> None:
+        """What failed jobs could not remove (``cmdlib.leftovers``)."""
+        for name, msg in leftovers.verify_leftovers(self, {n.uuid for n in self.nodes}):
+            self._error(feedback_fn, leftovers.VERIFY_CODE, "node", name, msg)

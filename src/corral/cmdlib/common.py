@@ -6,19 +6,18 @@ ssconf values and distribution of cluster files to nodes.
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING, Any
 
 from corral import constants as C
 from corral import errors
 from corral.config import ConfigStore
 from corral.hypervisor import get_hypervisor_class
-from corral.opcodes import parse_size
+from corral.values import parse_size
 
 if TYPE_CHECKING:
     from corral.cmdlib.base import LogicalUnit
 
-# The virtual path of the allowed file storage directories on every node.
+# The virtual path of each node's own allowed file storage directories.
 FILE_STORAGE_PATHS_FILE = "/etc/corral/file-storage-paths"
 
 _TRUE = {"true", "yes", "on", "1"}
@@ -96,15 +95,11 @@ def build_ssconf(cfg: ConfigStore) -> dict[str, str]:
     }
 
 
-def file_storage_paths_text(cfg: ConfigStore) -> str:
-    cluster = cfg.get_cluster()
-    return f"{cluster.file_storage_dir}\n{cluster.shared_file_storage_dir}\n"
-
-
 def distribute_cluster_files(lu: "LogicalUnit", only_online: bool = True,
                              full_config: bool = False,
                              node_uuids: list[str] | None = None) -> None:
-    """Push ssconf values and the allowed file storage paths to nodes.
+    """Push ssconf values to nodes (never the allowed file storage paths: those
+    are node-local, see :func:`check_storage_dirs_accepted`).
 
     With ``full_config`` also push a full config replica to master
     candidates (other than the master). Failures are warnings: the node is
@@ -115,19 +110,11 @@ def distribute_cluster_files(lu: "LogicalUnit", only_online: bool = True,
     targets = [n.uuid for n in nodes if n is not None and not (only_online and n.offline)]
     if not targets:
         return
-    ssconf = build_ssconf(cfg)
-    now = time.time()
-    calls = [
-        ("write_ssconf_files", [ssconf]),
-        ("upload_file_single", [FILE_STORAGE_PATHS_FILE, [0, file_storage_paths_text(cfg)],
-                                0o644, None, None, now, now]),
-    ]
-    for proc, args in calls:
-        for uuid, res in lu.rpc.call(proc, targets, args).items():
-            if res.fail_msg:
-                node = cfg.get_node(uuid)
-                lu.log_warning(f"Could not update {proc} on node "
-                               f"{node.name if node else uuid}: {res.fail_msg}")
+    for uuid, res in lu.rpc.call("write_ssconf_files", targets, [build_ssconf(cfg)]).items():
+        if res.fail_msg:
+            node = cfg.get_node(uuid)
+            lu.log_warning(f"Could not update write_ssconf_files on node "
+                           f"{node.name if node else uuid}: {res.fail_msg}")
     if full_config:
         master_uuid = cfg.get_cluster().master_node
         mcs = [n.uuid for n in nodes if n is not None and n.master_candidate
@@ -138,3 +125,58 @@ def distribute_cluster_files(lu: "LogicalUnit", only_online: bool = True,
                 if res.fail_msg:
                     lu.log_warning(f"Could not replicate the configuration to "
                                    f"{cfg.get_node(uuid).name}: {res.fail_msg}")
+
+
+def file_storage_dirs_in_use(cluster: Any) -> list[str]:
+    """The cluster's file storage directories of enabled templates (virtual paths)."""
+    dirs = []
+    if C.DT_FILE in cluster.enabled_disk_templates:
+        dirs.append(cluster.file_storage_dir)
+    if C.DT_SHARED_FILE in cluster.enabled_disk_templates:
+        dirs.append(cluster.shared_file_storage_dir)
+    return dirs
+
+
+def storage_dir_problems(lu: "LogicalUnit", dirs: list[str],
+                         node_uuids: list[str]) -> dict[str, str | list[str]]:
+    """Ask nodes whether their own allowed file storage paths accept ``dirs``.
+
+    Mirrors Ganeti's ``NV_FILE_STORAGE_PATH`` check (node_verify RPC, key
+    ``file_storage_paths``). Returns ``{node_uuid: problems}`` for nodes that
+    refuse (a list of messages) or cannot be asked (the RPC error, a str).
+    """
+    if not dirs or not node_uuids:
+        return {}
+    cluster_name = lu.cfg.get_cluster().cluster_name
+    results = lu.rpc.call("node_verify", node_uuids,
+                          [{"file_storage_paths": list(dirs)}, cluster_name, {}])
+    out: dict[str, str | list[str]] = {}
+    for uuid, res in results.items():
+        if res.fail_msg:
+            out[uuid] = res.fail_msg
+        elif (res.payload or {}).get("file_storage_paths"):
+            out[uuid] = list(res.payload["file_storage_paths"])
+    return out
+
+
+def check_storage_dirs_accepted(lu: "LogicalUnit", dirs: list[str],
+                                node_uuids: list[str]) -> None:
+    """Refuse file storage directories a node's administrator has not allowed.
+
+    The allowed list (``/etc/corral/file-storage-paths``) is node-local and
+    never written through the API, so a cluster setting must lie inside it on
+    every node in ``node_uuids``. Raises :class:`errors.OpPrereqError`:
+    ``ECODE_INVAL`` naming the refusing node, ``ECODE_ENVIRON`` when a node
+    cannot be asked.
+    """
+    for uuid, problems in sorted(storage_dir_problems(lu, dirs, node_uuids).items()):
+        node = lu.cfg.get_node(uuid)
+        name = node.name if node else uuid
+        if isinstance(problems, str):
+            raise errors.OpPrereqError(
+                f"Cannot check the allowed file storage paths of node {name}: {problems}",
+                errors.ECODE_ENVIRON)
+        raise errors.OpPrereqError(
+            f"Node {name} does not accept the file storage directory: "
+            f"{'; '.join(problems)} (its administrator must list it in "
+            f"{FILE_STORAGE_PATHS_FILE} on that node)", errors.ECODE_INVAL)

@@ -8,6 +8,21 @@ instance to the configuration (admin state down, so it is visible while it
 is built), creates the storage directory and disks, runs the OS create
 script, and starts it if asked. Any failure undoes all of that and the
 error says what failed and what could not be cleaned up.
+
+Half-created instances (Corral differs from Ganeti here). Ganeti creates
+the disks first and adds the instance to the configuration afterwards: a
+master dying in between leaves volumes no configuration names (verify
+reports them as orphans), and one dying during the OS install leaves an
+instance that looks like a normal stopped one. Corral adds the instance
+first, with ``creating_job`` set to the id of the create job, and clears
+that mark in the commit that completes it (admin state ``up`` too, when
+``start``). So every disk a create makes on a node belongs to an instance of
+the configuration, and an unfinished one is visible: ``gnt-instance list``
+shows ``ADMIN_creating``, every operation but ``gnt-instance remove``
+refuses it (ECODE_STATE), ``gnt-cluster verify`` reports it once its job has
+ended, and masterd removes it at start-up (:mod:`corral.masterd.reconcile`)
+after an interrupted create. Removal rather than completion: what an
+interrupted OS install left on the disks is unknown.
 """
 
 from __future__ import annotations
@@ -47,7 +62,7 @@ from corral.cmdlib.instance_utils import (
     release_port,
     reserve_macs,
     resolve_hostname,
-    set_admin_state,
+    update_instance,
     validate_device_names,
 )
 from corral.cmdlib.tags import validate_tag
@@ -250,7 +265,7 @@ class LUInstanceCreate(LogicalUnit):
             os=op.os_type, hypervisor=hv_name, hvparams=hvparams, beparams=beparams,
             osparams=osparams, admin_state=C.ADMINST_DOWN,
             nics=self.nics, disks=self.disks, disk_template=op.disk_template,
-            tags=list(dict.fromkeys(op.tags)))
+            tags=list(dict.fromkeys(op.tags)), creating_job=self.op_ctx.job_id)
 
     # -- hooks ----------------------------------------------------------------------
     def build_hooks_env(self) -> dict[str, Any]:
@@ -304,9 +319,8 @@ class LUInstanceCreate(LogicalUnit):
                                         [self.rpc.encode_instance(current), False,
                                          reason_trail(self)])
                 res.raise_for("Could not start instance")
-                # Marked up only once it runs: a master dying in between
-                # leaves a stopped instance that is marked down.
-                set_admin_state(self, inst.uuid, C.ADMINST_UP)
+            step = "completing the configuration entry"
+            self._complete(inst.uuid)
         except errors.CorralError as err:
             problems = self._cleanup(inst, state)
             if problems:
@@ -317,6 +331,19 @@ class LUInstanceCreate(LogicalUnit):
                 f"Creation of instance {inst.name} failed while {step}: {err}; everything "
                 "was cleaned up (no disks, no configuration entry left)") from None
         return [node_name(self, u) for u in inst.all_nodes]
+
+    def _complete(self, instance_uuid: str) -> None:
+        """Clear the ``creating_job`` mark; admin state ``up`` if started.
+
+        One commit, so a master dying before it leaves a marked instance
+        (removed at start-up) and one dying after it a complete one.
+        """
+        def change(current: Instance) -> None:
+            current.creating_job = None
+            if self.op.start:
+                current.admin_state = C.ADMINST_UP
+                current.admin_state_source = C.ADMIN_SOURCE
+        update_instance(self, instance_uuid, change)
 
     def _install(self, inst: Instance) -> None:
         self.log_info("* running the instance OS create scripts...")

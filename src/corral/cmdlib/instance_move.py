@@ -8,8 +8,9 @@ disk is copied raw -> raw by the import/export daemons
 (:func:`corral.impexp.master.transfer_disks`, compression per opcode),
 then the configuration is switched to the target node, the source disks
 are removed and the instance is started on the target if it was marked up.
-On a failed copy the target disks are removed and the instance stays on
-(and is restarted on) the source node.
+On a failed copy the target disks are removed (recorded as leftovers when
+the target does not answer, see :mod:`corral.cmdlib.leftovers`) and the
+instance stays on (and is restarted on) the source node.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from corral.cmdlib.base import LOCKS_APPEND, LOCKS_REPLACE, FeedbackFn, LogicalU
 from corral.cmdlib.instance_storage import (
     assemble_disks,
     create_disks,
-    remove_disks,
     shutdown_disks,
     start_instance_disks,
 )
@@ -33,6 +33,7 @@ from corral.cmdlib.instance_utils import (
     reason_trail,
     update_instance,
 )
+from corral.cmdlib.leftovers import remove_disks_or_record
 from corral.hooks import build_instance_hook_env
 from corral.impexp import compression
 from corral.impexp.master import transfer_disks
@@ -194,7 +195,9 @@ class LUInstanceMove(LogicalUnit):
         finally:
             if not copied:
                 self.log_warning("Some disks failed to copy, aborting")
-                remove_disks(self, on_target)
+                # A target node that does not answer keeps its copies as recorded
+                # leftovers, removed later (cmdlib.leftovers).
+                remove_disks_or_record(self, on_target)
                 self._restart_on_source(inst, feedback_fn)
         if not copied:
             raise errors.OpExecError("Errors during disk copy: failed to transfer the "
@@ -209,7 +212,7 @@ class LUInstanceMove(LogicalUnit):
         moved = update_instance(self, inst.uuid, switch)
         feedback_fn(f"Instance {inst.name} now has primary node {tgt_name}; removing the "
                     f"disks on the original node {src_name}")
-        remove_disks(self, inst)
+        remove_disks_or_record(self, inst)
 
         if moved.admin_state == C.ADMINST_UP:
             feedback_fn(f"Starting instance {moved.name} on node {tgt_name}")

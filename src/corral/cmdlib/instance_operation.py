@@ -47,6 +47,7 @@ from corral.cmdlib.instance_utils import (
 )
 from corral.hooks import build_instance_hook_env
 from corral.objects import Instance
+from corral.paths import safe_component
 
 
 class _InstanceLU(LogicalUnit):
@@ -318,7 +319,7 @@ class LUInstanceRename(_InstanceLU):
         self.new_dir = None
         if self.old_dir:
             base = posixpath.dirname(self.old_dir)
-            self.new_dir = posixpath.join(base, new_name)
+            self.new_dir = posixpath.join(base, safe_component(new_name, "instance name"))
             # Validates the new name as a directory name below the same base.
             instance_storage_dir(self.cfg, inst.disk_template, new_name, None)
         if self.op.name_check and self.op.ip_check and self.check_ip:
@@ -375,10 +376,11 @@ class LUInstanceRename(_InstanceLU):
 
 
 class LUInstanceRemove(_InstanceLU):
-    """Shut down and delete an instance and its disks."""
+    """Shut down and delete an instance and its disks (also a half-created one)."""
 
     HPATH = "instance-remove"
     NODE_RES = True
+    ACCEPTS_INCOMPLETE = True
 
     def check_prereq(self) -> None:
         self.instance = self.get_locked_instance()

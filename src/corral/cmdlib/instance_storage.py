@@ -31,7 +31,7 @@ from corral.cmdlib.instance_utils import (
 )
 from corral.hooks import build_instance_hook_env
 from corral.objects import Disk, Instance, new_uuid
-from corral.paths import normalize_virtual
+from corral.paths import normalize_virtual, safe_component
 
 if TYPE_CHECKING:
     from corral.config import ConfigStore
@@ -111,10 +111,7 @@ def instance_storage_dir(cfg: "ConfigStore", template: str, instance_name: str,
     sub = check_storage_subdir(subdir)
     if sub:
         parts.append(sub)
-    if not instance_name or "/" in instance_name or instance_name in (".", ".."):
-        raise errors.OpPrereqError(f"Invalid instance name '{instance_name}' for file "
-                                   "storage", errors.ECODE_INVAL)
-    parts.append(instance_name)
+    parts.append(safe_component(instance_name, "instance name"))
     return normalize_virtual(posixpath.join(*parts))
 
 
@@ -366,6 +363,33 @@ class LUInstanceDeactivateDisks(NoHooksLU):
             raise errors.OpExecError("Could not shut down all block devices")
 
 
+def check_file_storage_free(lu: LogicalUnit, node_uuids: list[str], storage_type: str,
+                            directory: str, requested: int) -> None:
+    """Check that the filesystem of ``directory`` has ``requested`` MiB free on
+    every node (``node_info`` storage unit ``[storage_type, directory]``).
+
+    The file storage counterpart of Ganeti's ``_CheckNodesFreeDiskOnVG``:
+    raises :class:`errors.OpPrereqError` ``ECODE_NORES`` if a node lacks the
+    space, ``ECODE_ENVIRON`` if the free space cannot be read. The node
+    checks again, holes included, before allocating (``FileDevice.grow``).
+    """
+    for node_uuid in node_uuids:
+        name = node_name(lu, node_uuid)
+        res = lu.rpc.call_one("node_info", node_uuid, [[[storage_type, directory]], []])
+        res.raise_for(f"Cannot get free space of {directory}", prereq=True,
+                      ecode=errors.ECODE_ENVIRON)
+        storage = (res.payload or {}).get("storage") or [{}]
+        free = storage[0].get("storage_free")
+        if not isinstance(free, int):
+            raise errors.OpPrereqError(
+                f"Can't compute free disk space on node {name} for {directory}, "
+                f"result was '{free}'", errors.ECODE_ENVIRON)
+        if requested > free:
+            raise errors.OpPrereqError(
+                f"Not enough disk space on target node {name} for {directory}: "
+                f"required {requested} MiB, available {free} MiB", errors.ECODE_NORES)
+
+
 class LUInstanceGrowDisk(LogicalUnit):
     """Grow one disk by ``amount`` MiB, or to ``amount`` MiB if ``absolute``."""
 
@@ -400,6 +424,10 @@ class LUInstanceGrowDisk(LogicalUnit):
         else:
             self.delta = self.op.amount
             self.target = self.disk.size + self.delta
+        if inst.disk_template in (C.DT_FILE, C.DT_SHARED_FILE) and self.delta > 0:
+            check_file_storage_free(self, self.disk.nodes or [inst.primary_node],
+                                    inst.disk_template,
+                                    posixpath.dirname(self.disk.logical_id[1]), self.delta)
 
     def build_hooks_env(self) -> dict[str, Any]:
         env = build_instance_hook_env(self.cfg, self.get_locked_instance())

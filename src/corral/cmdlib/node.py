@@ -17,7 +17,8 @@ from corral import crypto, errors
 from corral.cmdlib.base import FeedbackFn, LogicalUnit, QueryLU
 from corral.cmdlib.instance_utils import resolve_hostname
 from corral.cmdlib.common import (build_ssconf, distribute_cluster_files,
-                                  file_storage_paths_text, validate_params)
+                                  file_storage_dirs_in_use, storage_dir_problems,
+                                  validate_params)
 from corral.noded.join import join_node
 from corral.objects import Node, new_uuid
 from corral.query import field_definitions, gather_live_data, needs_live_data, query
@@ -121,7 +122,7 @@ class LUNodeAdd(LogicalUnit):
         join_node(self.paths, self.primary_ip, self.new_node.noded_port,
                   crypto.JoinTokenStore(self.paths), self.new_node.name,
                   self.new_node.uuid, self.cfg.get_cluster().cluster_name, ca_cert, ca_key,
-                  build_ssconf(self.cfg), file_storage_paths_text(self.cfg).split())
+                  build_ssconf(self.cfg))
 
     def exec(self, feedback_fn: FeedbackFn) -> None:
         node = self.new_node
@@ -143,6 +144,12 @@ class LUNodeAdd(LogicalUnit):
             self.cfg.commit(add=[node])
         feedback_fn(f"Node {node.name} added, distributing cluster files")
         distribute_cluster_files(self, only_online=True, full_config=True)
+        # The node's allowed file storage paths are its administrator's: warn
+        # now (verify reports it too) instead of writing them.
+        dirs = file_storage_dirs_in_use(self.cfg.get_cluster())
+        for problems in storage_dir_problems(self, dirs, [node.uuid]).values():
+            self.log_warning(f"Node {node.name} does not accept the cluster's file storage "
+                             f"directories: {problems}")
 
 
 class LUNodeRemove(LogicalUnit):

@@ -28,6 +28,7 @@ from corral.hypervisor.base import (
     get_linux_node_info,
 )
 from corral.objects import Instance, InstanceConsole, MigrationStatus, Node, NodeGroup
+from corral.paths import component_path
 
 log = logging.getLogger(__name__)
 
@@ -74,9 +75,13 @@ class FakeHypervisor(BaseHypervisor):
         return d
 
     def _instance_file(self, name: str) -> Path:
-        if not name or "/" in name or name.startswith(".") or "\x00" in name:
-            raise errors.HypervisorError(f"Invalid instance name '{name}'")
-        return self.state_dir / name
+        # Names starting with a dot are this hypervisor's own temporary files.
+        if not isinstance(name, str) or name.startswith("."):
+            raise errors.HypervisorError(f"Invalid instance name {name!r}")
+        try:
+            return component_path(self.state_dir, name, what="instance name")
+        except errors.OpPrereqError as err:
+            raise errors.HypervisorError(str(err)) from None
 
     def _is_alive(self, name: str) -> bool:
         return self._instance_file(name).is_file()
@@ -96,7 +101,8 @@ class FakeHypervisor(BaseHypervisor):
         """Write the state file atomically; with ``exclusive`` fail if it exists."""
         d = self._ensure_dir()
         target = self._instance_file(name)
-        tmp = d / f".{name}.{os.getpid()}.tmp"
+        tmp = component_path(d, name, prefix=".", suffix=f".{os.getpid()}.tmp",
+                             what="instance name")
         try:
             with open(tmp, "w", encoding="ascii") as fh:
                 fh.write(f"0\n{int(memory)}\n{int(vcpus)}\n")

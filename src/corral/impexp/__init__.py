@@ -17,6 +17,7 @@ Python instead of a ``socat``/``dd`` shell pipeline:
 * :mod:`corral.impexp.status`: the per-transfer ``status`` JSON file and
   progress figures.
 * :mod:`corral.impexp.transport`: TLS contexts, listen/connect, magic.
+* :mod:`corral.impexp.watchdog`: the overall and idle timeouts of a transfer.
 * :mod:`corral.impexp.master`: the master side, ``transfer_disks``.
 
 A transfer's state lives in ``paths.impexp_dir/<import|export>-<component>-<random>/``

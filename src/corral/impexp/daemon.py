@@ -5,6 +5,8 @@ Mirrors Ganeti's ``daemons/import-export`` (options ``--key --cert --ca
 --connect-retries``); the endpoint comes from ``--io`` (an ``io.json``, see
 :mod:`corral.impexp.endpoints`). Started detached by noded in its own
 process group; SIGTERM (sent to the group by ``impexp_abort``) aborts it.
+``--timeout`` and ``--idle-timeout`` (seconds, 0 = none; see
+:mod:`corral.impexp.watchdog`) end it by themselves.
 
 Data path, all in this process (plus the compression program and OS
 scripts as children):
@@ -48,6 +50,13 @@ from corral.impexp import (
 from corral.impexp.endpoints import IoSpec, Sink, load_spec, make_sink, make_source
 from corral.impexp.status import Meter, StatusWriter, TransferStatus, write_status
 from corral.impexp.transport import TransferError
+from corral.impexp.watchdog import (
+    DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_TOTAL_TIMEOUT,
+    TIMEOUT_SIGNAL,
+    TimedOut,
+    Watchdog,
+)
 from corral.process import run_command
 
 log = logging.getLogger("corral.impexp")
@@ -64,18 +73,29 @@ class _SignalState:
     aborting = False
     critical = False
     signum = 0
+    watchdog: Watchdog | None = None
 
 
 _STATE = _SignalState()
 
 
+def _pending_abort() -> BaseException:
+    """The exception for the signal received (a timeout or an abort)."""
+    wd = _STATE.watchdog
+    if _STATE.signum == TIMEOUT_SIGNAL and wd is not None and wd.reason:
+        return TimedOut(wd.reason)
+    return Aborted(signal.Signals(_STATE.signum).name)
+
+
 def _on_signal(signum: int, frame: Any) -> None:
     if _STATE.aborting:
+        return
+    if signum == TIMEOUT_SIGNAL and (_STATE.watchdog is None or not _STATE.watchdog.reason):
         return
     _STATE.aborting = True
     _STATE.signum = signum
     if not _STATE.critical:
-        raise Aborted(signal.Signals(signum).name)
+        raise _pending_abort()
 
 
 def terminate_children() -> None:
@@ -166,11 +186,21 @@ class Transfer:
         self.status = StatusWriter(self.status_dir, args.mode, args.component, self.meter)
         self.tls: ssl.SSLSocket | None = None
         self.workers: list[Worker] = []
+        self.watchdog = Watchdog(args.timeout, args.idle_timeout, lambda: self.meter.bytes,
+                                 self._give_up)
 
     # -- helpers ------------------------------------------------------------------
     def note(self, text: str) -> None:
         log.info("%s", text)
         self.status.add_output(text)
+
+    def _give_up(self, reason: str) -> None:
+        """The main thread did not stop after a timeout: record it and end
+        the process group (watchdog thread)."""
+        log.error("%s; the transfer did not stop by itself, killing it", reason)
+        self.status.finish(1, reason)
+        terminate_children()
+        os._exit(1)
 
     def _start(self, name: str, fn: Callable[[], Any]) -> Worker:
         worker = Worker(name, fn)
@@ -223,6 +253,7 @@ class Transfer:
         self.tls, peer = transport.connect(a.host, a.port, ctx, a.connect_timeout,
                                            a.connect_retries, a.io_timeout,
                                            on_retry=self.note)
+        self.watchdog.connected()
         self.note(f"Connected to {peer}")
         self.status.update(connected=True)
         transport.send_magic(self.tls, a.magic)
@@ -280,18 +311,21 @@ class Transfer:
         self.status.update(listen_port=port)
         try:
             wait = a.connect_timeout * (a.connect_retries + 1)
-            self.tls, peer = transport.accept(lsock, ctx, wait, a.io_timeout)
+            self.tls, peer = transport.accept(lsock, ctx, wait, a.io_timeout,
+                                              on_connect=self.watchdog.connected)
         finally:
             lsock.close()
+        self.watchdog.activity()
         self.note(f"Connection from {peer}")
         self.status.update(connected=True)
         try:
             transport.check_magic(self.tls, a.magic, a.connect_timeout)
+            self.watchdog.activity()
             sink.open()
             self._receive(sink, decomp)
             _STATE.critical = True          # from here on a signal does not interrupt
             if _STATE.aborting:
-                raise Aborted(signal.Signals(_STATE.signum).name)
+                raise _pending_abort()
             sink.finish(JOIN_TIMEOUT)
             self.tls.settimeout(JOIN_TIMEOUT)
             try:
@@ -371,6 +405,14 @@ class Transfer:
     def run(self) -> int:
         self.status.update()
         self.status.start_reporter()
+        _STATE.watchdog = self.watchdog
+        self.watchdog.start()
+        try:
+            return self._run()
+        finally:
+            self.watchdog.stop()
+
+    def _run(self) -> int:
         try:
             if self.args.mode == MODE_IMPORT:
                 self.run_import()
@@ -382,6 +424,10 @@ class Transfer:
                     transport.abort_connection(self.tls)
                     self.tls = None
                     raise
+        except TimedOut as err:
+            self.note(f"Error: {err}")
+            self.status.finish(1, str(err))
+            return 1
         except Aborted as err:
             self.note(f"Aborted by signal {err}")
             self.status.finish(1, f"Transfer aborted (signal {err})")
@@ -418,7 +464,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--connect-timeout", type=float, default=DEFAULT_CONNECT_TIMEOUT)
     parser.add_argument("--connect-retries", type=int, default=DEFAULT_CONNECT_RETRIES)
     parser.add_argument("--io-timeout", type=float, default=DEFAULT_IO_TIMEOUT)
+    parser.add_argument("--timeout", type=float, default=DEFAULT_TOTAL_TIMEOUT,
+                        help="seconds for the whole transfer (0 = no limit)")
+    parser.add_argument("--idle-timeout", type=float, default=DEFAULT_IDLE_TIMEOUT,
+                        help="seconds without data once connected (0 = no limit)")
     args = parser.parse_args(argv)
+    if args.timeout < 0 or args.idle_timeout < 0:
+        parser.error("timeouts must not be negative")
     if not MAGIC_RE.match(args.magic):
         parser.error("invalid magic value")
     if args.mode == MODE_EXPORT and not args.port:
@@ -432,6 +484,7 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s impexp[%(process)d] %(levelname)s %(message)s")
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
+    signal.signal(TIMEOUT_SIGNAL, _on_signal)
     try:
         transfer = Transfer(args)
     except TransferError as err:

@@ -6,7 +6,8 @@ pair the import is started on the destination node, its ``listen_port`` is
 read from ``impexp_status``, the export is started on the source node
 towards the destination's primary IP, and both are polled every second.
 Progress goes to the job log; on failure, timeout or job cancel both sides
-are aborted, and in every case both are cleaned up (``impexp_cleanup``).
+are aborted, and in every case both are cleaned up (``impexp_cleanup``;
+recorded as leftovers on a node that does not answer).
 Disks are transferred one after the other.
 """
 
@@ -18,7 +19,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
 from corral import errors
-from corral.impexp import DEFAULT_CONNECT_RETRIES, DEFAULT_CONNECT_TIMEOUT, compression
+from corral.cmdlib.leftovers import KIND_TRANSFER, remove_or_record
+from corral.impexp import compression
 from corral.objects import Instance, Node
 
 if TYPE_CHECKING:
@@ -28,13 +30,26 @@ FeedbackFn = Callable[[str], None]
 IoArg = list[Any]
 
 
+# Ganeti's DISK_TRANSFER_CONNECT_TIMEOUT (60 s for an intra-cluster transfer
+# to connect), as RIE_CONNECT_ATTEMPT_TIMEOUT-long attempts: the importer
+# stops listening after connect * (connect_retries + 1) seconds.
+DISK_TRANSFER_CONNECT_ATTEMPT = 20.0
+DISK_TRANSFER_CONNECT_RETRIES = 2
+
+
 @dataclass
 class TransferTimeouts:
-    """Timeouts (seconds) and intervals of :func:`transfer_disks`."""
+    """Timeouts (seconds) and intervals of :func:`transfer_disks`.
+
+    ``total`` and ``idle`` go to both transfer processes (``timeout``,
+    ``idle_timeout``; None: their defaults, :mod:`corral.impexp.watchdog`).
+    """
 
     listen: float = 60.0              # until the importer reports its port
-    connect: float = DEFAULT_CONNECT_TIMEOUT
-    connect_retries: int = DEFAULT_CONNECT_RETRIES
+    connect: float = DISK_TRANSFER_CONNECT_ATTEMPT
+    connect_retries: int = DISK_TRANSFER_CONNECT_RETRIES
+    total: float | None = None
+    idle: float | None = None
     poll_interval: float = 1.0
     progress_interval: float = 5.0    # between progress lines in the job log
     status_failures: int = 30         # consecutive failed status calls tolerated
@@ -102,6 +117,9 @@ class DiskTransfer:
             "connect_timeout": timeouts.connect, "connect_retries": timeouts.connect_retries,
             "listen_host": dst.primary_ip,
         }
+        for key, value in (("timeout", timeouts.total), ("idle_timeout", timeouts.idle)):
+            if value is not None:
+                self.opts[key] = value
         self.imp: str | None = None
         self.exp: str | None = None
 
@@ -226,12 +244,11 @@ class DiskTransfer:
                     self._warn(f"could not abort {name} on node {node.name}: {res.fail_msg}")
 
     def _cleanup(self) -> None:
+        # A node that does not answer keeps the transfer as a recorded
+        # leftover; its own timeouts end the process meanwhile.
         for node, name in ((self.src, self.exp), (self.dst, self.imp)):
             if name is not None:
-                res = self.lu.rpc.call_one("impexp_cleanup", node.uuid, [name])
-                if res.fail_msg:
-                    self._warn(f"could not clean up {name} on node {node.name}: "
-                               f"{res.fail_msg}")
+                remove_or_record(self.lu, node.uuid, KIND_TRANSFER, name)
 
     def run(self) -> bool:
         try:

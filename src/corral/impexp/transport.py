@@ -102,9 +102,11 @@ def peer_name(tls: ssl.SSLSocket) -> str:
 
 
 def accept(lsock: socket.socket, ctx: ssl.SSLContext, timeout: float,
-           io_timeout: float) -> tuple[ssl.SSLSocket, str]:
+           io_timeout: float,
+           on_connect: Callable[[], None] | None = None) -> tuple[ssl.SSLSocket, str]:
     """Accept one connection and do the TLS handshake (peer verified).
 
+    ``on_connect`` is called once a peer connected, before the handshake.
     Returns ``(tls_socket, "address (CN)")``. Raises TransferError when no
     connection comes within ``timeout`` seconds or the handshake fails
     (e.g. a certificate not signed by our CA).
@@ -117,6 +119,8 @@ def accept(lsock: socket.socket, ctx: ssl.SSLContext, timeout: float,
     except OSError as err:
         raise TransferError(f"Accepting a connection failed: {err}") from None
     peer = f"{addr[0]}:{addr[1]}"
+    if on_connect is not None:
+        on_connect()
     _keepalive(raw)
     raw.settimeout(timeout)
     try:

@@ -14,6 +14,7 @@ import heapq
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -26,6 +27,21 @@ from corral.jobs.store import JobStore
 log = logging.getLogger(__name__)
 
 CANCELED_MSG = "Job canceled by request"
+
+
+def _job_outcome(job: QueuedJob) -> str:
+    """``status`` of a job for its end line, with the failed opcode's error
+    (``error: OP_X failed: OpPrereqError: message (ecode)``)."""
+    status = job.calc_status()
+    for op in job.ops:
+        if op.status in (C.OP_STATUS_ERROR, C.OP_STATUS_CANCELED):
+            if isinstance(op.result, str):          # a cancel reason
+                why = op.result
+            else:
+                err = errors.decode_exception(op.result)
+                why = f"{type(err).__name__}: {err.message} ({err.ecode})"
+            return f"{status}: {op.summary} {op.status}: {why}"
+    return status
 
 
 class JobExecutionMixin:
@@ -95,6 +111,8 @@ class JobExecutionMixin:
     # --------------------------------------------------------------- worker
 
     def _run_job(self, job: QueuedJob) -> None:
+        started = time.monotonic()
+        log.info("Job %s started: %s", job.id, ", ".join(op.summary for op in job.ops))
         try:
             for idx in range(len(job.ops)):
                 if not self._run_op(job, idx):
@@ -107,8 +125,11 @@ class JobExecutionMixin:
                                  errors.encode_exception(exc))
         finally:
             with self._lock:
+                outcome = _job_outcome(job)
                 self._running.pop(job.id, None)
                 self._sched_cond.notify()
+            log.info("Job %s ended after %.3f s: %s", job.id, time.monotonic() - started,
+                     outcome)
 
     def _run_op(self, job: QueuedJob, idx: int) -> bool:
         """Run opcode ``idx``; False when the job has ended."""

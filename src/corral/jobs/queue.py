@@ -38,8 +38,9 @@ log = logging.getLogger(__name__)
 
 RunOpcode = Callable[[opcodes.OpCode, OpContext], Any]
 
-JOB_LOST_MSG = ("Job was interrupted by a master daemon restart; its outcome is unknown,"
-                " check the cluster with gnt-cluster verify")
+JOB_LOST_MSG = ("Unclean master daemon shutdown: the job was interrupted by a master daemon"
+                " restart while running; its outcome is unknown, check the cluster with"
+                " gnt-cluster verify")
 _CACHE_SIZE = 256
 _WATCHED = (C.JOB_STATUS_QUEUED, C.JOB_STATUS_WAITING, C.JOB_STATUS_RUNNING)
 
@@ -80,47 +81,105 @@ class JobQueue(JobExecutionMixin):
     # ------------------------------------------------------------ lifecycle
 
     def start(self, on_lost: Callable[[list[tuple[int, list[dict[str, Any]]]]], None]
-              | None = None) -> None:
+              | None = None,
+              startup_jobs: Callable[[list[tuple[int, list[dict[str, Any]]]]],
+                                     list[list[dict[str, Any]]]] | None = None) -> None:
         """Recover jobs of a previous process and start the scheduler.
 
-        ``canceling`` jobs become ``canceled``; ``waiting``/``running`` ones
-        get their current and following opcodes ``error`` with an encoded
-        :class:`errors.JobLost`; ``queued`` jobs are run normally.
-        ``on_lost`` gets ``[(job_id, [opcode dicts])]`` of the jobs found
-        interrupted, before any job runs (masterd reconciles the cluster
-        with it); its exceptions are logged, not raised.
+        The rules are Ganeti's (``JobQueue._InspectQueue``), with one
+        difference: a job is requeued only if it has done nothing yet.
+
+        * ``queued`` jobs, and ``waiting`` jobs none of whose opcodes has
+          finished, are requeued and run normally: ``waiting`` only means
+          waiting for a worker, a dependency or locks, before any change (the
+          opcode becomes ``running`` once its locks are held, and that is
+          stored before the LU's ``check_prereq``).
+        * ``running`` jobs, and jobs with an opcode already finished (a
+          ``success`` followed by a ``waiting`` or ``queued`` one), get their
+          unfinished opcodes ``error`` with an encoded :class:`errors.JobLost`
+          ("Unclean master daemon shutdown..."); finished opcodes keep their
+          result and are never run again. Ganeti requeues the second case
+          (status ``waiting``); Corral does not, because the job has already
+          changed the cluster and the crash may have left it in a state its
+          remaining opcodes were not written for: the user decides.
+        * ``canceling`` jobs become ``canceled`` (nothing of the canceled
+          opcodes ran; Ganeti fails them).
+
+        ``on_lost`` gets ``[(job_id, [opcode dicts])]`` of the jobs failed as
+        lost, before any job runs (masterd reconciles the cluster with it).
+        ``startup_jobs`` gets ``[(job_id, [opcode dicts])]`` of the requeued
+        jobs and returns jobs to submit before the scheduler starts (masterd's
+        cleanup of half-created instances; they run first if their priority
+        is higher). Exceptions of both are logged, not raised; a start-up job
+        the queue refuses (drained, invalid) is logged as an error.
         """
         with self._lock:
             if self._started:
                 return
-            lost = errors.encode_exception(errors.JobLost(JOB_LOST_MSG))
-            lost_jobs: list[tuple[int, list[dict[str, Any]]]] = []
-            queued: list[QueuedJob] = []
-            for job in self._store.load_jobs(self._store.unfinished_ids()).values():
-                status = job.calc_status()
-                if status == C.JOB_STATUS_CANCELING:
-                    self._finish(job, self._first_unfinished(job), C.OP_STATUS_CANCELED,
-                                 CANCELED_MSG)
-                elif status in (C.JOB_STATUS_WAITING, C.JOB_STATUS_RUNNING):
-                    log.warning("Job %s was %s at the last shutdown, marking it lost",
-                                job.id, status)
-                    lost_jobs.append((job.id, [op.input for op in job.ops]))
-                    self._finish(job, self._first_unfinished(job), C.OP_STATUS_ERROR, lost)
-                elif status == C.JOB_STATUS_QUEUED:
-                    queued.append(job)
-                else:  # finished, only the stored status was stale
-                    self._store.update_job(job)
+            lost_jobs, requeued = self._recover()
             if lost_jobs and on_lost is not None:
                 try:
                     on_lost(lost_jobs)
-                except Exception:  # noqa: BLE001 - recovery must not stop the queue
+                except Exception:  # recovery must not stop the queue
                     log.exception("Reconciling after interrupted jobs failed")
-            for job in sorted(queued, key=lambda j: j.id):
+            extra: list[list[dict[str, Any]]] = []
+            if startup_jobs is not None:
+                try:
+                    extra = startup_jobs([(j.id, [op.input for op in j.ops])
+                                          for j in requeued])
+                except Exception:  # recovery must not stop the queue
+                    log.exception("Computing the start-up jobs failed")
+            for job in sorted(requeued, key=lambda j: j.id):
                 self._enqueue(job)
             self._started = True
+            for ok, value in self.submit_many(extra) if extra else ():
+                if ok:
+                    log.warning("Submitted start-up job %s", value)
+                else:
+                    log.error("Could not submit a start-up job: %s", value)
             self._scheduler = threading.Thread(target=self._scheduler_loop,
                                                name="jobqueue-scheduler", daemon=True)
             self._scheduler.start()
+
+    def _recover(self) -> tuple[list[tuple[int, list[dict[str, Any]]]], list[QueuedJob]]:
+        """Apply the recovery rules of :meth:`start` to the stored unfinished jobs.
+
+        Returns ``(lost jobs as (id, [opcode dicts]), jobs to requeue)``.
+        """
+        lost = errors.encode_exception(errors.JobLost(JOB_LOST_MSG))
+        lost_jobs: list[tuple[int, list[dict[str, Any]]]] = []
+        requeued: list[QueuedJob] = []
+        for job in self._store.load_jobs(self._store.unfinished_ids()).values():
+            status = job.calc_status()
+            if status == C.JOB_STATUS_CANCELING:
+                self._finish(job, self._first_unfinished(job), C.OP_STATUS_CANCELED,
+                             CANCELED_MSG)
+            elif status in (C.JOB_STATUS_QUEUED, C.JOB_STATUS_WAITING) and \
+                    not any(op.status in C.JOBS_FINALIZED for op in job.ops):
+                if status == C.JOB_STATUS_WAITING:
+                    log.warning("Job %s was waiting at the last shutdown and had not"
+                                " started; requeuing it", job.id)
+                    self._requeue(job)
+                requeued.append(job)
+            elif status in (C.JOB_STATUS_QUEUED, C.JOB_STATUS_WAITING,
+                            C.JOB_STATUS_RUNNING):
+                log.warning("Job %s was %s at the last shutdown, marking it lost",
+                            job.id, status)
+                lost_jobs.append((job.id, [op.input for op in job.ops]))
+                self._finish(job, self._first_unfinished(job), C.OP_STATUS_ERROR, lost)
+            else:  # finished, only the stored status was stale
+                self._store.update_job(job)
+        return lost_jobs, requeued
+
+    def _requeue(self, job: QueuedJob) -> None:
+        """Turn the ``waiting`` opcodes of a job that never ran back to ``queued``."""
+        changed = []
+        for idx, op in enumerate(job.ops):
+            if op.status == C.OP_STATUS_WAITING:
+                op.status, op.start_ts = C.OP_STATUS_QUEUED, None
+                changed.append(idx)
+        job.start_ts = None
+        self._store.update_job(job, changed)
 
     def stop(self, timeout: float | None = None) -> None:
         """Start no more jobs; wait up to ``timeout`` s for running ones.

@@ -1,21 +1,24 @@
 """Client of masterd's unix-socket API: the LUXI methods in snake_case.
 
 Mirrors ``ganeti.luxi.Client`` (and ``cli.PollJob`` in :meth:`MasterClient.wait_job`):
-each call is one ``POST /luxi/<Method>`` over the socket; a failed reply is
-re-raised as the original :mod:`corral.errors` class.
+each call is one ``POST /luxi/<Method>`` over the socket, on a connection of
+its own (so one client serves several threads); a failed reply is re-raised
+as the original :mod:`corral.errors` class. Only the standard library's
+``http.client``: the command-line tools start without loading an HTTP stack.
 """
 
 from __future__ import annotations
 
+import http.client
+import json
+import socket
 import time
 from collections.abc import Callable
 from typing import Any, Self
 
-import httpx
-
 from corral import constants as C
 from corral import errors
-from corral.paths import Paths
+from corral.paths import ENV_ROOT, Paths
 
 DEFAULT_TIMEOUT = 60.0          # seconds, for one request
 CONNECT_TIMEOUT = 10.0
@@ -28,25 +31,42 @@ WAIT_CHUNK = 20.0
 FeedbackFn = Callable[[tuple[Any, str, Any]], None]
 
 
+class _UnixHTTPConnection(http.client.HTTPConnection):
+    """HTTP over masterd's unix socket: connects within ``CONNECT_TIMEOUT``,
+    then waits up to ``timeout`` seconds for each read."""
+
+    def __init__(self, socket_path: str, timeout: float) -> None:
+        super().__init__("corral-master", timeout=timeout)
+        self.socket_path = socket_path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(min(CONNECT_TIMEOUT, self.timeout))
+            sock.connect(self.socket_path)
+            sock.settimeout(self.timeout)
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock
+
+
 class MasterClient:
     """Talks to the master daemon of the node whose state root is ``paths.root``.
 
     Raises :class:`errors.CorralError` (ECODE_ENVIRON) "Cannot communicate
-    with the master daemon at <socket>: <reason>" when the daemon is not
-    reachable; every error the daemon reports is re-raised as its class.
+    with the master daemon at <socket>: <reason>. ..." (naming the state root
+    and ``CORRAL_ROOT``) when the daemon is not reachable; every error the
+    daemon reports is re-raised as its class.
     """
 
     def __init__(self, paths: Paths, timeout: float = DEFAULT_TIMEOUT) -> None:
         self.paths = paths
         self.socket_path = paths.master_socket
         self.timeout = timeout
-        self._http = httpx.Client(
-            transport=httpx.HTTPTransport(uds=str(self.socket_path)),
-            base_url="http://corral-master",
-            timeout=httpx.Timeout(timeout, connect=CONNECT_TIMEOUT))
 
     def close(self) -> None:
-        self._http.close()
+        """Nothing to release: every call closes its own connection."""
 
     def __enter__(self) -> Self:
         return self
@@ -55,26 +75,41 @@ class MasterClient:
         self.close()
 
     # -- transport ------------------------------------------------------------------
+    def _unreachable(self, reason: str) -> errors.CorralError:
+        """The error for a master daemon that cannot be reached, saying where
+        the client looked and why there (the socket below the state root)."""
+        return errors.CorralError(
+            f"Cannot communicate with the master daemon at {self.socket_path}: {reason}. "
+            f"The command line finds the master daemon through this socket below the "
+            f"state root {self.paths.root} (from --root, else ${ENV_ROOT}, else /): "
+            f"{ENV_ROOT} must name the state root of the master node (in a dev cluster, "
+            f"its master node's directory), where corral-masterd must be running",
+            errors.ECODE_ENVIRON)
+
     def call(self, method: str, *args: Any, timeout: float | None = None) -> Any:
         """Call LUXI ``method`` with positional ``args``; returns its result.
 
         ``timeout`` (seconds) overrides the client's read timeout for this call.
         """
-        tmo = httpx.Timeout(timeout if timeout is not None else self.timeout,
-                            connect=CONNECT_TIMEOUT)
+        body = json.dumps({"args": list(args)}).encode("utf-8")
+        conn = _UnixHTTPConnection(str(self.socket_path),
+                                   timeout if timeout is not None else self.timeout)
         try:
-            resp = self._http.post(f"/luxi/{method}", json={"args": list(args)}, timeout=tmo)
-        except httpx.TransportError as exc:
-            raise errors.CorralError(
-                f"Cannot communicate with the master daemon at {self.socket_path}: "
-                f"{exc or type(exc).__name__}", errors.ECODE_ENVIRON) from exc
+            conn.request("POST", f"/luxi/{method}", body=body,
+                         headers={"Content-Type": "application/json"})
+            resp = conn.getresponse()
+            status, data = resp.status, resp.read()
+        except (OSError, http.client.HTTPException) as exc:
+            raise self._unreachable(str(exc) or type(exc).__name__) from exc
+        finally:
+            conn.close()
         try:
-            reply = resp.json()
+            reply = json.loads(data)
             success, result = reply["success"], reply["result"]
         except (ValueError, KeyError, TypeError):
             raise errors.CorralError(
-                f"Invalid reply from the master daemon (HTTP {resp.status_code}): "
-                f"{resp.text[:200]!r}", errors.ECODE_ENVIRON) from None
+                f"Invalid reply from the master daemon (HTTP {status}): "
+                f"{data[:200].decode('utf-8', 'replace')!r}", errors.ECODE_ENVIRON) from None
         if not success:
             raise errors.decode_exception(result)
         return result

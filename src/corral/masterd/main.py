@@ -6,7 +6,8 @@ config store, recovers and starts the job queue, and serves the client API
 master's primary IP, port ``cluster.rapi_port``) in one asyncio loop.
 SIGTERM/SIGINT stop both servers, then the queue; the socket and pid file
 are removed. Jobs still running when the process dies are recovered as
-failed (``JobLost``) at the next start.
+failed (``JobLost``) at the next start, jobs that had not started are run,
+and instances left half-created are removed (:mod:`corral.masterd.reconcile`).
 
 Usage: ``corral-masterd --root DIR [--rapi-bind ADDR] [--rapi-port N] [--no-rapi]``
 """
@@ -29,6 +30,7 @@ from typing import Any
 import uvicorn
 
 from corral import errors
+from corral.daemon_log import setup_daemon_logging
 from corral.masterd import api
 from corral.masterd.context import MasterContext
 from corral.masterd.master import Master
@@ -54,13 +56,9 @@ class _Server(uvicorn.Server):
 
 
 def setup_logging(paths: Paths, debug: bool) -> None:
-    """Log to ``paths.daemon_log("masterd")`` (and nothing else)."""
-    paths.log_dir.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(paths.daemon_log(DAEMON_NAME))
-    handler.setFormatter(logging.Formatter(LOG_FORMAT))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(logging.DEBUG if debug else logging.INFO)
+    """Log to ``paths.daemon_log("masterd")`` (and nothing else); each job's
+    start and end are logged by the queue, library chatter is not."""
+    setup_daemon_logging(paths.daemon_log(DAEMON_NAME), LOG_FORMAT, debug)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -192,7 +190,7 @@ def run(paths: Paths, rapi_bind: str | None, rapi_port: int | None, no_rapi: boo
     from corral.config import ConfigStore
     from corral.jobs import JobQueue
     from corral.locking import LockManager
-    from corral.masterd.reconcile import reconcile_lost_jobs
+    from corral.masterd.reconcile import incomplete_instance_jobs, reconcile_lost_jobs
     from corral.masterd.replication import ConfigReplicator
     from corral.mcpu import Processor
     from corral.rpc import RpcRunner
@@ -220,7 +218,8 @@ def run(paths: Paths, rapi_bind: str | None, rapi_port: int | None, no_rapi: boo
     sock = bind_unix_socket(paths.master_socket)
     try:
         replicator.start()
-        queue.start(on_lost=lambda lost: reconcile_lost_jobs(context, lost))
+        queue.start(on_lost=lambda lost: reconcile_lost_jobs(context, lost),
+                    startup_jobs=lambda pending: incomplete_instance_jobs(context, pending))
         log.info("Job queue started; serving the client API on %s", paths.master_socket)
         api_config = uvicorn.Config(api.create_app(master), log_config=None,
                                     access_log=False, lifespan="on",

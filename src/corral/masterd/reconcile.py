@@ -7,6 +7,13 @@ and ``gnt-cluster verify``; Corral repairs them when masterd starts, before
 any other job runs: for every instance an interrupted job named, the admin
 state follows what its primary node really runs. Nothing is started,
 stopped or deleted on the nodes; every change is logged.
+
+Instances a create job has not completed (``Instance.creating_job`` set,
+see :mod:`corral.cmdlib.instance_create`) are not reconciled but removed:
+:func:`incomplete_instance_jobs` gives masterd one OP_INSTANCE_REMOVE job
+(``ignore_failures``, so disks already made on a node go too) per such
+instance, submitted before the requeued jobs run. Ganeti has no such step:
+there, an interrupted create leaves a normal-looking stopped instance.
 """
 
 from __future__ import annotations
@@ -59,7 +66,9 @@ def reconcile_lost_jobs(context: MasterContext,
     """
     cfg = context.cfg
     named = instances_named(lost_jobs)
-    instances = [i for i in (cfg.get_instance_by_name(n) for n in named) if i is not None]
+    # Half-created instances are removed by incomplete_instance_jobs instead.
+    instances = [i for i in (cfg.get_instance_by_name(n) for n in named)
+                 if i is not None and i.creating_job is None]
     if not instances:
         return []
     nodes = sorted({i.primary_node for i in instances
@@ -89,3 +98,35 @@ def reconcile_lost_jobs(context: MasterContext,
         log.warning("%s", msg)
         changes.append(msg)
     return changes
+
+
+def incomplete_instance_jobs(context: MasterContext,
+                             pending: list[tuple[int, list[dict[str, Any]]]]
+                             ) -> list[list[dict[str, Any]]]:
+    """Jobs removing the instances no create job is completing any more.
+
+    Called when masterd starts, before any job runs: then no create job is
+    running, so every instance still marked ``creating_job`` was left by a
+    create that was interrupted (or that failed and could not clean up).
+    ``pending`` is ``[(job_id, [opcode dicts])]`` of the requeued jobs: an
+    instance whose removal is already among them (a cleanup job submitted
+    before another crash) gets no second one. Returns one job per instance,
+    each ``[OP_INSTANCE_REMOVE]`` with ``ignore_failures`` and high priority;
+    each is logged.
+    """
+    queued_removals = {op.get("instance_name") for _, ops in pending for op in ops
+                       if op.get("OP_ID") == "OP_INSTANCE_REMOVE"}
+    pending_ids = {job_id for job_id, _ in pending}
+    jobs: list[list[dict[str, Any]]] = []
+    for inst in sorted(context.cfg.get_instances().values(), key=lambda i: i.name):
+        if inst.creating_job is None or inst.creating_job in pending_ids or \
+                inst.name in queued_removals:
+            continue
+        log.warning("Instance %s was left half-created by job %s; submitting its removal",
+                    inst.name, inst.creating_job)
+        jobs.append([{"OP_ID": "OP_INSTANCE_REMOVE", "instance_name": inst.name,
+                      "ignore_failures": True, "shutdown_timeout": 0,
+                      "priority": C.OP_PRIO_HIGH,
+                      "comment": f"cleanup of instance left half-created by job "
+                                 f"{inst.creating_job}"}])
+    return jobs

@@ -47,8 +47,9 @@ from fastapi import FastAPI, WebSocket
 from starlette.concurrency import run_in_threadpool
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
+from corral import errors
 from corral.hypervisor.kvm.runtime import RuntimeDirs
-from corral.paths import Paths
+from corral.paths import Paths, safe_component
 
 log = logging.getLogger(__name__)
 
@@ -94,8 +95,11 @@ def check_instance_name(name: str) -> str:
     """``name`` if it is a valid instance name, else :class:`ConsoleRefused`
     (:data:`CLOSE_INVALID`)."""
     if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
-        raise ConsoleRefused(CLOSE_INVALID, f"Invalid instance name {name[:64]!r}")
-    return name
+        raise ConsoleRefused(CLOSE_INVALID, f"Invalid instance name {str(name)[:64]!r}")
+    try:
+        return safe_component(name, "instance name")
+    except errors.OpPrereqError as err:
+        raise ConsoleRefused(CLOSE_INVALID, str(err)) from None
 
 
 @dataclass(frozen=True)

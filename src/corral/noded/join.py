@@ -66,7 +66,6 @@ class JoinRequest(BaseModel):
     server_pem: str = Field(max_length=16384)
     client_pem: str = Field(max_length=16384)
     ssconf: dict[str, str] = Field(default_factory=dict)
-    file_storage_paths: list[str] = Field(default_factory=list)
 
     def __repr__(self) -> str:  # never show keys or the HMAC
         return f"JoinRequest(node_name={self.node_name!r}, cluster_name={self.cluster_name!r})"
@@ -124,9 +123,9 @@ def _check_cert_and_key(label: str, pem: str, ca_cert_pem: str) -> None:
 
 def validate_join(req: JoinRequest) -> None:
     """Check names, certificates (signed by the CA, keys matching), ssconf
-    keys and paths. Raises :class:`JoinInvalid`."""
+    keys. Raises :class:`JoinInvalid`."""
     for label, value in (("cluster name", req.cluster_name), ("node name", req.node_name)):
-        if not _NAME_RE.match(value):
+        if not _NAME_RE.fullmatch(value):
             raise JoinInvalid(f"Invalid {label} {value!r}")
     if not _UUID_RE.match(req.node_uuid):
         raise JoinInvalid(f"Invalid node UUID {req.node_uuid!r}")
@@ -144,9 +143,6 @@ def validate_join(req: JoinRequest) -> None:
     for key in req.ssconf:
         if not re.match(r"^[a-z_]+$", key):
             raise JoinInvalid(f"Invalid ssconf key {key!r}")
-    for path in req.file_storage_paths:
-        if not isinstance(path, str) or not path.startswith("/") or ".." in path.split("/"):
-            raise JoinInvalid(f"Invalid file storage path {path!r}")
 
 
 def apply_join(paths: Paths, req: JoinRequest) -> None:
@@ -155,7 +151,6 @@ def apply_join(paths: Paths, req: JoinRequest) -> None:
     :class:`errors.RPCFail` when a file cannot be written."""
     paths.ensure_dirs()
     files.write_ssconf_files(paths, req.ssconf)
-    files.write_file_storage_paths(paths, req.file_storage_paths)
     noded_state.record_joined(paths, req.cluster_name, req.node_name, req.node_uuid)
     crypto.install_node_certs(paths, req.ca_cert_pem,
                               crypto.NodeCerts(req.server_pem, req.client_pem))
@@ -188,12 +183,11 @@ def _already_member(master_paths: Paths, host: str, port: int, node_name: str) -
 
 def join_node(master_paths: Paths, host: str, port: int, token_store: crypto.JoinTokenStore,
               node_name: str, node_uuid: str, cluster_name: str, ca_cert_pem: str,
-              ca_key_pem: str, ssconf: dict[str, str], file_storage_paths: list[str],
-              timeout: float = 30) -> None:
+              ca_key_pem: str, ssconf: dict[str, str], timeout: float = 30) -> None:
     """Make the unjoined noded at ``host:port`` a member of the cluster.
 
     Issues the node's certificates with the CA, sends them with ``ssconf``
-    and ``file_storage_paths`` (virtual paths), consumes the token and waits
+    (the node's allowed file storage paths stay its own), consumes the token and waits
     (``timeout`` s in all) until the node answers ``version`` over mutual
     TLS with this master's client certificate. Raises
     :class:`errors.OpPrereqError` (``ECODE_ENVIRON``) when the node is
@@ -241,8 +235,7 @@ def join_node(master_paths: Paths, host: str, port: int, token_store: crypto.Joi
             token_id=str(token_id), hmac=crypto.join_hmac(secret, fp, node_name, cluster_name),
             cluster_name=cluster_name, node_name=node_name, node_uuid=node_uuid,
             ca_cert_pem=crypto.split_pem(ca_cert_pem)[0], server_pem=certs.server_pem,
-            client_pem=certs.client_pem, ssconf=dict(ssconf),
-            file_storage_paths=list(file_storage_paths))
+            client_pem=certs.client_pem, ssconf=dict(ssconf))
         try:
             conn.request("POST", "/join", body=body.model_dump_json().encode("utf-8"),
                          headers={"Content-Type": "application/json"})

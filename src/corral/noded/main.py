@@ -20,8 +20,11 @@ from typing import IO
 
 from corral import constants as C
 from corral import crypto, errors
-from corral.noded import state as noded_state
+from corral.backend import files
+from corral.backend.impexp import sweep_transfers
 from corral.bundled_os import install_bundled_os
+from corral.daemon_log import setup_daemon_logging
+from corral.noded import state as noded_state
 from corral.noded.server import NodeDaemon, install_signal_handlers
 from corral.paths import Paths
 
@@ -44,17 +47,10 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def setup_logging(paths: Paths, debug: bool) -> None:
-    """Log to the daemon log file; uvicorn's loggers propagate there."""
-    paths.log_dir.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(paths.daemon_log("noded"), encoding="utf-8")
-    handler.setFormatter(logging.Formatter(
-        "%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(logging.DEBUG if debug else logging.INFO)
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
-        logging.getLogger(name).handlers[:] = []
-        logging.getLogger(name).propagate = True
+    """Log to the daemon log file; uvicorn's loggers propagate there, its
+    per-request access lines only at WARNING."""
+    setup_daemon_logging(paths.daemon_log("noded"),
+                         "%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s", debug)
 
 
 def acquire_pid_file(paths: Paths) -> IO[str]:
@@ -93,6 +89,15 @@ def main(argv: list[str] | None = None) -> int:
     paths.ensure_dirs()
     setup_logging(paths, args.debug)
     try:
+        # The node's own allowed file storage paths: the defaults on a new
+        # node; afterwards only its administrator edits them (never the API).
+        if files.ensure_file_storage_paths(paths, [C.DEFAULT_FILE_STORAGE_DIR,
+                                                   C.DEFAULT_SHARED_FILE_STORAGE_DIR]):
+            log.info("created %s with the default file storage directories",
+                     paths.file_storage_paths)
+    except errors.CorralError as err:
+        log.error("cannot create %s: %s", paths.file_storage_paths, err)
+    try:
         install_bundled_os(paths)
     except (errors.CorralError, OSError) as err:
         # The node still works without them; os diagnose reports the gap.
@@ -108,6 +113,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"corral-noded: {err}", file=sys.stderr)
         log.error("cannot start: %s", err)
         return 1
+    # Before serving (no transfer of ours exists yet) and only once the pid
+    # file is ours (never under a running noded's feet).
+    try:
+        swept = sweep_transfers(paths)
+    except OSError as err:
+        log.error("cannot sweep stale import/export transfers: %s", err)
+    else:
+        if swept:
+            log.info("removed %d stale import/export transfer(s)", len(swept))
     daemon = NodeDaemon(paths, args.bind, args.port, token)
     install_signal_handlers(daemon)
     code = 0

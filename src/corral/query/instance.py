@@ -45,9 +45,11 @@ def _primary_entry(ctx: QueryContext, inst: Instance) -> tuple[dict[str, Any] | 
 
 
 def _inst_status(ctx: QueryContext, inst: Instance) -> Any:
-    """Ganeti's _GetInstStatus / _GetLiveInstStatus."""
+    """Ganeti's _GetInstStatus / _GetLiveInstStatus (plus ``ADMIN_creating``)."""
     if ctx.live is None:
         return NODATA
+    if inst.creating_job is not None:
+        return C.INSTST_CREATING
     if ctx.node_offline(inst.primary_node):
         return C.INSTST_NODEOFFLINE
     if inst.primary_node in ctx.live.failed_nodes:
@@ -298,7 +300,10 @@ def instance_fields() -> dict[str, FieldDef]:
            "should be running but is not, \"ERROR_nodedown\"/\"ERROR_nodeoffline\" if the "
            "primary node is unreachable/offline, \"ERROR_wrongnode\" if running on the "
            "wrong node, \"USER_down\" if shut down by the user, \"ADMIN_offline\" if "
-           "marked offline", _inst_status, live=True),
+           "marked offline, \"ADMIN_creating\" if a create job has not completed it",
+           _inst_status, live=True),
+        _f("creating_job", "CreatingJob", "other", "Id of the create job that has not "
+           "completed the instance (none once complete)", _attr("creating_job")),
         _f("oper_state", "Running", "bool", "Actual state of instance",
            _inst_oper_state, live=True),
         _f("oper_ram", "Memory", "unit", "Actual memory usage as seen by hypervisor",

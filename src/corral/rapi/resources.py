@@ -20,6 +20,7 @@ from corral.rapi.base import (
     build_uri_list,
     poll_job,
 )
+from corral.values import os_names
 
 # rlib2.ALL_FEATURES
 FEATURES = ["instance-create-reqv1", "instance-reinstall-reqv1", "node-migrate-reqv1",
@@ -66,13 +67,6 @@ class R_2_features(Resource):
 
     def GET(self) -> list[str]:
         return list(FEATURES)
-
-
-def os_names(name: str, variants: list[str] | None) -> list[str]:
-    """``cli.CalculateOSNames``: ``os+variant`` for each variant, else ``os``."""
-    if variants:
-        return [f"{name}+{v}" for v in variants]
-    return [name]
 
 
 class R_2_os(Resource):

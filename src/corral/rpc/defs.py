@@ -115,6 +115,12 @@ CALLS: dict[str, RpcDef] = {d.name: d for d in (
     RpcDef("file_storage_dir_create", ("file_storage_dir",), _F, "virtual path"),
     RpcDef("file_storage_dir_remove", ("file_storage_dir",), _F, "virtual path, must be empty"),
     RpcDef("file_storage_dir_rename", ("old_file_storage_dir", "new_file_storage_dir"), _F, ""),
+    RpcDef("file_storage_verify", ("storage_dirs", "expected_files", "disks",
+                                   "expected_links"), _N,
+           "disk checks of verify/verify-disks (corral.backend.storage_verify): "
+           "storage_dirs, expected_files: virtual paths; disks: [[disk, [instance, idx] | "
+           "null]]; expected_links: [\"<instance>:<idx>\"] | null -> {disks: [{status, size "
+           "(bytes), message, link}], orphans: [virtual paths], orphan_count, unscanned}"),
     # -- OS ------------------------------------------------------------------
     RpcDef("os_diagnose", (), _F,
            "-> [[name, path, status, diagnose, variants, parameters, api_versions, trusted]]"),

@@ -23,6 +23,15 @@ LDS_OKAY = 1
 LDS_UNKNOWN = 2
 LDS_FAULTY = 3
 
+# State of an expected disk and of its instance-disks link, as reported by
+# the node's ``file_storage_verify`` (cluster verify, verify-disks).
+DISK_OK = "ok"
+DISK_MISSING = "missing"
+DISK_FAULTY = "faulty"
+LINK_OK = "ok"
+LINK_MISSING = "missing"
+LINK_WRONG = "wrong"
+
 
 class DeviceStatus(TypedDict):
     """Result of :meth:`BlockDev.find` (Ganeti's ``BlockDevStatus`` subset)."""

@@ -6,6 +6,9 @@ the node's allowed file storage directories (``file-storage-paths``), checked
 with :meth:`Paths.confine` so ``..`` and symlinks leading out are refused.
 Unlike Ganeti (sparse ``truncate``), files are preallocated with
 ``posix_fallocate`` so a full filesystem fails at creation, not in the guest.
+Growing re-allocates the whole file (holes punched by a discarding
+``mkfs`` included) after checking the filesystem's free space, so the
+cluster never promises space the guest cannot write.
 """
 
 from __future__ import annotations
@@ -35,6 +38,12 @@ fallocate: Callable[[int, int, int], None] = os.posix_fallocate
 
 def _env_error(msg: str) -> errors.BlockDeviceError:
     return errors.BlockDeviceError(msg, errors.ECODE_ENVIRON)
+
+
+def _alloc_error(msg: str, err: OSError) -> errors.BlockDeviceError:
+    """``msg: strerror``; ``ECODE_NORES`` when the filesystem is full."""
+    ecode = errors.ECODE_NORES if err.errno == errno.ENOSPC else errors.ECODE_ENVIRON
+    return errors.BlockDeviceError(f"{msg}: {err.strerror}", ecode)
 
 
 def check_logical_id(logical_id: Any) -> tuple[str, str]:
@@ -156,8 +165,8 @@ class FileDevice(BlockDev):
             os.close(fd)
             with contextlib.suppress(OSError):
                 os.unlink(self._real)
-            raise _env_error(f"Cannot allocate {size_mib} MiB for '{self.dev_path}': "
-                             f"{err.strerror}") from err
+            raise _alloc_error(f"Cannot allocate {size_mib} MiB for '{self.dev_path}'",
+                               err) from err
         os.close(fd)
         return self.dev_path
 
@@ -177,30 +186,72 @@ class FileDevice(BlockDev):
     def shutdown(self) -> None:
         return None
 
+    def _check_space(self, st: os.stat_result, target: int) -> None:
+        """Refuse a grow to ``target`` bytes that the filesystem cannot hold.
+
+        The space needed is what the file lacks to be fully allocated at
+        ``target`` (holes count as missing). Raises
+        :class:`errors.BlockDeviceError` ``ECODE_NORES`` (as Ganeti's
+        ``_CheckNodesFreeDiskOnVG``), ``ECODE_ENVIRON`` if statvfs fails.
+        """
+        missing = max(0, target - st.st_blocks * 512)
+        try:
+            vfs = os.statvfs(self._real)
+        except OSError as err:
+            raise _env_error(f"Cannot compute free space for '{self.dev_path}': "
+                             f"{err.strerror}") from err
+        free = vfs.f_bavail * vfs.f_frsize
+        if missing > free:
+            raise errors.BlockDeviceError(
+                f"Not enough disk space for '{self.dev_path}': required "
+                f"{-(-missing // MIB)} MiB, available {free // MIB} MiB", errors.ECODE_NORES)
+
     def grow(self, amount_mib: int, dryrun: bool = False) -> None:
-        """Extend the file by ``amount_mib`` MiB (preallocated)."""
+        """Extend the file by ``amount_mib`` MiB, fully allocated.
+
+        Holes already in the file are allocated too. ``dryrun`` only checks.
+        Raises :class:`errors.BlockDeviceError`: ``ECODE_INVAL`` for a bad
+        amount, ``ECODE_NORES`` when the filesystem lacks the space (the file
+        is left at its size), ``ECODE_ENVIRON`` otherwise.
+        """
         if not isinstance(amount_mib, int) or isinstance(amount_mib, bool) or amount_mib < 0:
             raise errors.BlockDeviceError(f"Invalid grow amount {amount_mib!r}",
                                           errors.ECODE_INVAL)
         st = self._stat()
         if st is None:
             raise _env_error(f"File device '{self.dev_path}' does not exist")
-        if dryrun or amount_mib == 0:
+        if amount_mib == 0:
+            return
+        self._check_space(st, st.st_size + amount_mib * MIB)
+        if dryrun:
             return
         try:
             fd = os.open(self._real, os.O_RDWR | os.O_NOFOLLOW)
         except OSError as err:
             raise _env_error(f"Cannot open '{self.dev_path}': {err.strerror}") from err
         try:
+            self._fill_holes(fd, st.st_size)
             self._allocate(fd, st.st_size, amount_mib * MIB)
         except OSError as err:
             # Leave the file as it was rather than half grown.
             with contextlib.suppress(OSError):
                 os.ftruncate(fd, st.st_size)
-            raise _env_error(f"Error in file growth of '{self.dev_path}': "
-                             f"{err.strerror}") from err
+            raise _alloc_error(f"Error in file growth of '{self.dev_path}'", err) from err
         finally:
             os.close(fd)
+
+    @staticmethod
+    def _fill_holes(fd: int, size: int) -> None:
+        """Allocate the holes of the first ``size`` bytes (fallocate keeps the
+        data); skipped where fallocate is unsupported, as writing zeros there
+        would overwrite the guest's data."""
+        if size <= 0:
+            return
+        try:
+            fallocate(fd, 0, size)
+        except OSError as err:
+            if err.errno not in _NO_FALLOCATE:
+                raise
 
     def find(self) -> DeviceStatus | None:
         st = self._stat()

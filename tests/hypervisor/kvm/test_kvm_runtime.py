@@ -97,3 +97,17 @@ def test_liveness_needs_pid_and_matching_name(tmp_path: Path,
     fake_qemu.kill()
     fake_qemu.wait()
     assert dirs.alive_pid("vm1") is None
+
+
+@pytest.mark.parametrize("name", ["/var/x", "../../etc", "a/b", "..", "a\nb", ""])
+def test_runtime_files_refuse_names_that_leave_their_directory(tmp_path: Path,
+                                                               name: str) -> None:
+    dirs = RuntimeDirs(Paths(tmp_path))
+    for fn in (dirs.pid_file, dirs.qmp_socket, dirs.monitor_socket, dirs.serial_socket,
+               dirs.serial_log, dirs.qga_socket, dirs.runtime_file, dirs.instance_nic_dir,
+               dirs.instance_chroot):
+        with pytest.raises(errors.OpPrereqError) as exc:
+            fn(name)
+        assert exc.value.ecode == errors.ECODE_INVAL
+    assert dirs.qmp_socket("inst1").parent == dirs.ctrl_dir
+    assert dirs.serial_log("inst1") == dirs.console_log_dir / "inst1.serial.log"

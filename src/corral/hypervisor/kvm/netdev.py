@@ -25,6 +25,7 @@ from typing import Any
 
 from corral import constants as C
 from corral import errors
+from corral.paths import component_path
 from corral.process import run_command
 
 log = logging.getLogger(__name__)
@@ -66,11 +67,11 @@ def _ip(*args: str) -> None:
 
 
 def link_exists(name: str) -> bool:
-    return (SYS_NET / name).exists()
+    return component_path(SYS_NET, name, what="network interface name").exists()
 
 
 def is_bridge(name: str) -> bool:
-    return (SYS_NET / name / "bridge").is_dir()
+    return (component_path(SYS_NET, name, what="network interface name") / "bridge").is_dir()
 
 
 def create_tap(multi_queue: bool = False) -> str:

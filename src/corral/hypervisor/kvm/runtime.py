@@ -36,7 +36,7 @@ from corral.fileio import write_file_atomic
 from corral import constants as C
 from corral import errors
 from corral.hypervisor.kvm.cmdline import NodeFiles
-from corral.paths import Paths
+from corral.paths import Paths, component_path
 
 # sun_path holds 108 bytes including the terminating NUL.
 UNIX_PATH_MAX = 107
@@ -113,32 +113,33 @@ class RuntimeDirs:
         os.chmod(self.console_log_dir, 0o700)
 
     def pid_file(self, name: str) -> Path:
-        return self.pid_dir / name
+        return component_path(self.pid_dir, name, what="instance name")
 
     def qmp_socket(self, name: str) -> Path:
-        return self.ctrl_dir / f"{name}.qmp"
+        return component_path(self.ctrl_dir, name, suffix=".qmp", what="instance name")
 
     def monitor_socket(self, name: str) -> Path:
-        return self.ctrl_dir / f"{name}.monitor"
+        return component_path(self.ctrl_dir, name, suffix=".monitor", what="instance name")
 
     def serial_socket(self, name: str) -> Path:
-        return self.ctrl_dir / f"{name}.serial"
+        return component_path(self.ctrl_dir, name, suffix=".serial", what="instance name")
 
     def serial_log(self, name: str) -> Path:
         """Log of the serial console output (see the module docstring)."""
-        return self.console_log_dir / f"{name}.serial.log"
+        return component_path(self.console_log_dir, name, suffix=".serial.log",
+                              what="instance name")
 
     def qga_socket(self, name: str) -> Path:
-        return self.ctrl_dir / f"{name}.qga"
+        return component_path(self.ctrl_dir, name, suffix=".qga", what="instance name")
 
     def runtime_file(self, name: str) -> Path:
-        return self.conf_dir / f"{name}.runtime"
+        return component_path(self.conf_dir, name, suffix=".runtime", what="instance name")
 
     def instance_nic_dir(self, name: str) -> Path:
-        return self.nic_dir / name
+        return component_path(self.nic_dir, name, what="instance name")
 
     def instance_chroot(self, name: str) -> Path:
-        return self.chroot_dir / name
+        return component_path(self.chroot_dir, name, what="instance name")
 
     def node_files(self, name: str) -> NodeFiles:
         """The node-local files of ``name`` for the command line.
@@ -231,7 +232,8 @@ class RuntimeDirs:
             except OSError:
                 # Not empty: keep it out of the way for inspection, as Ganeti.
                 self.chroot_quarantine_dir.mkdir(parents=True, exist_ok=True)
-                os.replace(chroot, self.chroot_quarantine_dir / f"{name}-{os.getpid()}")
+                os.replace(chroot, component_path(self.chroot_quarantine_dir, name,
+                                                  suffix=f"-{os.getpid()}", what="instance name"))
 
 
 def process_cmdline(pid: int) -> list[str] | None:
