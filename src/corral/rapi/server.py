@@ -39,9 +39,9 @@ from corral.rapi.users import User, UsersFile
 
 log = logging.getLogger(__name__)
 # The RAPI access log (one line per request) in masterd.log; uvicorn's own
-# access log would repeat it without the user, so it is kept at WARNING.
+# access log would repeat it without the user: corral.daemon_log keeps it at
+# WARNING.
 access_log = logging.getLogger("corral.rapi.access")
-logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
 
 _NAME = r"[\w\._-]+"
 # ASCII digits only (``\d`` would match other scripts' digits too).
