@@ -31,6 +31,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from _common import free_loopback_base
+
 from corral import constants as C
 from corral import devcluster
 from corral.guestkernel import GuestKernel, guest_kernel_paths
@@ -69,25 +71,11 @@ def _free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
-def _free_base() -> str:
-    for third in range(40, 250):
-        base = f"127.0.{third}"
-        try:
-            for ip, port in ((f"{base}.1", C.DEFAULT_NODED_PORT),
-                             (f"{base}.2", C.DEFAULT_NODED_PORT),
-                             (f"{base}.1", C.DEFAULT_RAPI_PORT)):
-                with socket.socket() as s:
-                    s.bind((ip, port))
-        except OSError:
-            continue
-        return base
-    raise RuntimeError("no free loopback range for the dev cluster")
-
-
 # -- through Corral ----------------------------------------------------------------------
 class CorralBench:
     def __init__(self, directory: Path, bandwidth: int) -> None:
-        self.cluster = devcluster.up(2, directory, hypervisors=(C.HT_KVM,), base=_free_base())
+        self.cluster = devcluster.up(2, directory, hypervisors=(C.HT_KVM,),
+                                       base=free_loopback_base())
         self.client = self.cluster.client(timeout=600)
         self.run_op({"OP_ID": "OP_CLUSTER_SET_PARAMS", "hvparams": {C.HT_KVM: {
             "migration_bandwidth": bandwidth, "migration_downtime": DOWNTIME_MS}}})
