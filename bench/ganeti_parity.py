@@ -23,7 +23,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -34,8 +34,9 @@ import httpx
 from _common import free_loopback_base, pid_from_file, rss_mib, spread, timed
 
 from corral import devcluster
+from corral.process import run_command
 
-BIN = Path(__file__).resolve().parent.parent / ".venv" / "bin"
+BIN = Path(sys.executable).parent      # the gnt-* scripts of this venv
 OS_NAME = "noop"
 BATCH = 200         # creates per submit_many call while filling
 # MiB per instance: the fake hypervisor accounts the memory of running
@@ -57,17 +58,16 @@ class Bench:
         self.dev = devcluster.up(nodes, directory, base=free_loopback_base(nodes=nodes),
                                  cluster_name="parity")
         self.client = self.dev.client(timeout=600)
-        self.env = dict(os.environ, CORRAL_ROOT=self.dev.master.root)
+        self.env = {"CORRAL_ROOT": self.dev.master.root}
         self.runs = runs
         self.count = 0
         self.rows: list[tuple[str, str, str, list[float], str]] = []
 
     # -- helpers ------------------------------------------------------------------
     def gnt(self, *argv: str) -> None:
-        res = subprocess.run([str(BIN / argv[0]), *argv[1:]], env=self.env,
-                             capture_output=True, text=True, timeout=600)
-        if res.returncode != 0:
-            raise RuntimeError(f"{' '.join(argv)} failed: {res.stderr.strip()}")
+        res = run_command([str(BIN / argv[0]), *argv[1:]], env=self.env, timeout=600)
+        if res.failed:
+            raise RuntimeError(f"{' '.join(argv)} failed: {res.fail_reason()}\n{res.output}")
 
     def pnode(self, i: int) -> str:
         return self.dev.nodes[i % len(self.dev.nodes)].name
