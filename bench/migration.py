@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+
 from corral import constants as C
 from corral import devcluster
 from corral.guestkernel import GuestKernel, guest_kernel_paths

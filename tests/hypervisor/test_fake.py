@@ -248,3 +248,55 @@ def test_failed_migration(tmp_path: Path) -> None:
 
 def test_versions_safe_for_migration() -> None:
     assert FakeHypervisor.versions_safe_for_migration([1], [2]) is True
+
+
+def test_node_info_reads_no_state_file(hv: FakeHypervisor,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """get_node_info is O(1): it reads the running total, not the state files."""
+    for i in range(5):
+        hv.start_instance(make_instance(f"n{i}", 100, 100), [], False)
+    hv.stop_instance(make_instance("n0"))
+
+    def no_read(self: FakeHypervisor, name: str) -> None:
+        raise AssertionError(f"state file of {name} read")
+
+    monkeypatch.setattr(FakeHypervisor, "_read_state", no_read)
+    assert hv.get_node_info()["memory_free"] == 5120 - 400
+
+
+def test_memory_total_follows_balloon_and_migration(tmp_path: Path) -> None:
+    src, dst = (FakeHypervisor(Paths(tmp_path / n)) for n in ("src", "dst"))
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text(MEMINFO)
+    src.meminfo_path = dst.meminfo_path = str(meminfo)
+    inst = make_instance("m", 256, 1024)
+    src.start_instance(inst, [], False)
+    src.balloon_instance_memory(inst, 600)
+    assert src.get_node_info()["memory_free"] == 5120 - 600
+    dst.finalize_migration_dst(inst, "", True)
+    src.finalize_migration_source(inst, True, True)
+    assert src.get_node_info()["memory_free"] == 5120
+    assert dst.get_node_info()["memory_free"] == 5120 - 1024
+    dst.finalize_migration_dst(inst, "", True)        # rewrite: replaces, not adds
+    assert dst.get_node_info()["memory_free"] == 5120 - 1024
+
+
+def test_memory_total_recounted_by_a_new_process(hv: FakeHypervisor,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """A total left stale (crash between state file and total) heals when a new
+    process (a restarted noded) first uses the directory; a lost total too."""
+    from corral.hypervisor import fake
+
+    hv.start_instance(make_instance("a", 512, 512), [], False)
+    total = hv.paths.hypervisor_run_dir("fake") / ".memory-used"
+    assert total.read_text() == "512\n"
+    total.write_text("4000\n")                        # stale
+    assert hv.get_node_info()["memory_free"] == 5120 - 4000
+    monkeypatch.setattr(fake, "_recounted", set())    # as in a restarted noded
+    assert hv.get_node_info()["memory_free"] == 5120 - 512
+    assert total.read_text() == "512\n"
+    total.unlink()                                    # lost
+    assert hv.get_node_info()["memory_free"] == 5120 - 512
+    hv.start_instance(make_instance("b", 256, 256), [], False)
+    assert total.read_text() == "768\n"
+    assert hv.list_instances() == ["a", "b"]          # the total is no instance

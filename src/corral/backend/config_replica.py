@@ -2,13 +2,13 @@
 
 Ganeti distributes ``config.data`` with ``upload_file``; Corral sends the
 changed objects of each commit (a ``ConfigChanges`` dict from the master's
-store listener) and applies them with ``ConfigStore.apply_replica`` to
-``paths.config_db``. The store is opened once per database path and kept.
+store listener) and applies them with ``DiskReplica.apply_replica`` to
+``paths.config_db``. The database is opened once per path and kept; the
+objects are not loaded into noded's memory (only candidates get changes).
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 import threading
 from typing import Any
@@ -22,29 +22,15 @@ _lock = threading.Lock()
 _stores: dict[str, Any] = {}
 
 
-def _config_store_class() -> Any:
-    try:
-        module = importlib.import_module("corral.config")
-    except ImportError as err:
-        raise errors.RPCFail(f"The configuration store is not available on this node: {err}") \
-            from None
-    cls = getattr(module, "ConfigStore", None)
-    if cls is None:
-        raise errors.RPCFail("corral.config has no ConfigStore")
-    return cls
-
-
 def open_replica(paths: Paths) -> Any:
-    """Open this node's replica at ``paths.config_db``, creating an empty one
-    (serial 0) if there is none yet. Raises :class:`errors.RPCFail`."""
-    cls = _config_store_class()
+    """Open this node's replica at ``paths.config_db`` (on disk only, see
+    :mod:`corral.config.disk_replica`), creating an empty one (serial 0) if
+    there is none yet. Raises :class:`errors.RPCFail`."""
+    from corral.config.disk_replica import DiskReplica
+
     paths.config_db.parent.mkdir(parents=True, exist_ok=True)
     try:
-        if hasattr(cls, "open_replica"):
-            return cls.open_replica(paths.config_db)
-        if paths.config_db.exists():
-            return cls.open(paths.config_db)
-        return cls.create_replica(paths.config_db)
+        return DiskReplica.open(paths.config_db)
     except errors.CorralError as err:
         raise errors.RPCFail(f"Cannot open the configuration replica: {err}") from None
 

@@ -119,6 +119,12 @@ def update(conn: sqlite3.Connection, kind: str, uuid: str, name: str, old_serial
     return cur.rowcount == 1
 
 
+def stored_serial(conn: sqlite3.Connection, kind: str, uuid: str) -> int | None:
+    """The stored ``serial_no`` of an object, None if there is none."""
+    row = conn.execute(f"SELECT serial_no FROM {kind} WHERE uuid = ?", (uuid,)).fetchone()
+    return None if row is None else int(row[0])
+
+
 def clear_name(conn: sqlite3.Connection, kind: str, uuid: str) -> None:
     conn.execute(f"UPDATE {kind} SET name = NULL WHERE uuid = ?", (uuid,))
 

@@ -44,7 +44,7 @@ from corral.config.changes import (
     object_name,
     storable_dict,
 )
-from corral.config.replica import apply_full, apply_incremental
+from corral.config.replica import apply_full, apply_incremental, parse_changes
 from corral.config.verify import verify_cache
 from corral.objects import Cluster, ConfigObject, Instance, Node, NodeGroup
 
@@ -547,17 +547,8 @@ class ConfigStore:
         set does not fit the replica (e.g. a name held by another object:
         the replica is out of date and needs a full snapshot).
         """
-        if isinstance(changes, dict):
-            changes = ConfigChanges.model_validate(changes)
+        changes, parsed = parse_changes(changes)
         with self._lock:
-            try:
-                parsed = {kind: [CLASS_OF_KIND[kind].from_dict(copy.deepcopy(d))
-                                 for d in changes.upserts.get(kind, ())] for kind in KINDS}
-            except ValidationError as err:
-                raise errors.ConfigurationError(f"Invalid replicated object: {err}") from err
-            unknown = (set(changes.upserts) | set(changes.removes)) - set(KINDS)
-            if unknown:
-                raise errors.ConfigurationError(f"Unknown object kinds {sorted(unknown)}")
             if changes.full:
                 self._serial = apply_full(self._conn, self._cache, changes, parsed)
             else:

@@ -190,6 +190,7 @@ def run(paths: Paths, rapi_bind: str | None, rapi_port: int | None, no_rapi: boo
     from corral.config import ConfigStore
     from corral.jobs import JobQueue
     from corral.locking import LockManager
+    from corral.masterd.gcfreeze import ConfigFreezer, tune
     from corral.masterd.reconcile import incomplete_instance_jobs, reconcile_lost_jobs
     from corral.masterd.replication import ConfigReplicator
     from corral.mcpu import Processor
@@ -215,8 +216,12 @@ def run(paths: Paths, rapi_bind: str | None, rapi_port: int | None, no_rapi: boo
     context.queue = queue
     master = Master(context)
     replicator = ConfigReplicator(cfg, rpc)
+    freezer = ConfigFreezer()
+    cfg.add_listener(freezer.on_change)
+    tune()              # the loaded configuration: out of the collector's way
     sock = bind_unix_socket(paths.master_socket)
     try:
+        freezer.start()
         replicator.start()
         queue.start(on_lost=lambda lost: reconcile_lost_jobs(context, lost),
                     startup_jobs=lambda pending: incomplete_instance_jobs(context, pending))
@@ -238,6 +243,7 @@ def run(paths: Paths, rapi_bind: str | None, rapi_port: int | None, no_rapi: boo
         log.info("Stopping the job queue")
         queue.stop(timeout=QUEUE_STOP_TIMEOUT)
         replicator.stop()
+        freezer.stop()
         close = getattr(cfg, "close", None)
         if close is not None:
             close()

@@ -4,6 +4,7 @@ per-query context with its memos, and helpers to build field tables."""
 from __future__ import annotations
 
 import copy
+import functools
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -83,9 +84,17 @@ class FieldDef:
     live: bool = False
 
 
+_DIGITS = re.compile(r"(\d+)")
+
+
+@functools.lru_cache(maxsize=1 << 16)
 def nice_sort_key(name: str) -> tuple[Any, ...]:
-    """Ganeti's NiceSort order: ``node9`` before ``node10``."""
-    return tuple(int(p) if p.isdigit() else p for p in re.split(r"(\d+)", name))
+    """Ganeti's NiceSort order: ``node9`` before ``node10``.
+
+    Memoized (the key is an immutable tuple): every list sorts all names, and
+    splitting 10,000 names took a fifth of ``gnt-instance list``.
+    """
+    return tuple(int(p) if p.isdigit() else p for p in _DIGITS.split(name))
 
 
 def nice_sorted(names: Iterable[str]) -> list[str]:
@@ -189,8 +198,18 @@ _IMMUTABLE = (str, int, float, bool, type(None), ResultStatus)
 
 
 def copy_value(value: Any) -> Any:
-    """A result value that cannot alias the shared config objects."""
-    return value if isinstance(value, _IMMUTABLE) else copy.deepcopy(value)
+    """A result value that cannot alias the shared config objects.
+
+    Flat dicts and lists of immutable values (parameters, tags) are copied
+    shallowly: as safe as a deep copy, without its cost at 10,000 rows.
+    """
+    if isinstance(value, _IMMUTABLE):
+        return value
+    if type(value) is dict and all(isinstance(v, _IMMUTABLE) for v in value.values()):
+        return dict(value)
+    if type(value) is list and all(isinstance(v, _IMMUTABLE) for v in value):
+        return list(value)
+    return copy.deepcopy(value)
 
 
 def attr_getter(attr: str) -> Getter:
