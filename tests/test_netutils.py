@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from corral import errors
-from corral.netutils import normalize_hostname
+from corral.netutils import check_normalized_hostname, normalize_hostname
 from corral.paths import safe_component
 
 HOSTILE = ["/var/x", "../../etc", "a/b", "$(id)", "..", ".", "a\nb", "inst1\n", "", ".a",
@@ -45,3 +45,20 @@ def test_every_accepted_name_is_a_safe_path_component(name: str) -> None:
         return
     assert safe_component(norm) == norm
     assert norm == norm.lower() and not norm.endswith(".")
+
+
+def test_leading_dash_is_refused() -> None:
+    # Corral's one deviation from Ganeti's regex: a name must not read as an option.
+    with pytest.raises(errors.OpPrereqError):
+        normalize_hostname("-x")
+
+
+@pytest.mark.parametrize("name", ["Inst1", "inst1.", "-x", "../etc", "", None])
+def test_node_side_check_wants_the_normalized_form(name: object) -> None:
+    with pytest.raises(errors.OpPrereqError) as exc:
+        check_normalized_hostname(name, "instance name")
+    assert exc.value.ecode == errors.ECODE_INVAL
+
+
+def test_node_side_check_accepts_normalized_names() -> None:
+    assert check_normalized_hostname("inst1.example.com") == "inst1.example.com"

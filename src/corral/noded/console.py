@@ -37,7 +37,6 @@ import asyncio
 import json
 import logging
 import os
-import re
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -49,6 +48,7 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from corral import errors
 from corral.hypervisor.kvm.runtime import RuntimeDirs
+from corral.netutils import check_normalized_hostname
 from corral.paths import Paths, safe_component
 
 log = logging.getLogger(__name__)
@@ -73,10 +73,6 @@ READ_CHUNK = 65536
 MAX_WS_MESSAGE = 1024 * 1024        # largest frame a client may send (typed input)
 CONNECT_TIMEOUT = 5.0               # seconds, connecting to QEMU's socket
 
-# Host name rules (as instance names): no "/", not "." or "..".
-_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,252}")
-
-
 class ConsoleRefused(Exception):
     """A console request that cannot be served; ``code`` is the close code."""
 
@@ -94,10 +90,9 @@ def fit_close_reason(text: str) -> str:
 def check_instance_name(name: str) -> str:
     """``name`` if it is a valid instance name, else :class:`ConsoleRefused`
     (:data:`CLOSE_INVALID`)."""
-    if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
-        raise ConsoleRefused(CLOSE_INVALID, f"Invalid instance name {str(name)[:64]!r}")
     try:
-        return safe_component(name, "instance name")
+        return safe_component(check_normalized_hostname(name, "instance name"),
+                              "instance name")
     except errors.OpPrereqError as err:
         raise ConsoleRefused(CLOSE_INVALID, str(err)) from None
 

@@ -39,13 +39,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from corral import constants as C
 from corral import crypto, errors
 from corral.backend import files
+from corral.netutils import check_normalized_hostname
 from corral.noded import state as noded_state
 from corral.paths import Paths
 from corral.rpc.client import NodeClient
 
 log = logging.getLogger(__name__)
 
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$")
 _UUID_RE = re.compile(r"^[A-Za-z0-9-]{1,64}$")
 MAX_JOIN_BODY = 1024 * 1024
 
@@ -125,8 +125,10 @@ def validate_join(req: JoinRequest) -> None:
     """Check names, certificates (signed by the CA, keys matching), ssconf
     keys. Raises :class:`JoinInvalid`."""
     for label, value in (("cluster name", req.cluster_name), ("node name", req.node_name)):
-        if not _NAME_RE.fullmatch(value):
-            raise JoinInvalid(f"Invalid {label} {value!r}")
+        try:
+            check_normalized_hostname(value, label)
+        except errors.OpPrereqError as err:
+            raise JoinInvalid(str(err)) from None
     if not _UUID_RE.match(req.node_uuid):
         raise JoinInvalid(f"Invalid node UUID {req.node_uuid!r}")
     try:
