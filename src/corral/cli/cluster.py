@@ -27,6 +27,7 @@ from corral.cli import output as o
 from corral.cli.options import (
     convert_hvparams,
     force_dict_type,
+    parse_hvparams_option,
     parse_ident_kv,
     parse_kv,
     parse_multi_ident_kv,
@@ -40,16 +41,6 @@ from corral.cli.options import (
 @root_option
 def cluster(root: str | None) -> None:
     """Cluster administration (gnt-cluster)."""
-
-
-def _hvparams_option(values: tuple[str, ...], allow_none: bool) -> dict[str, dict[str, Any]]:
-    parsed = parse_multi_ident_kv(values, "-H")
-    out: dict[str, dict[str, Any]] = {}
-    for hv, params in parsed.items():
-        if not isinstance(params, dict):
-            raise errors.ParameterError(f"Cannot remove the parameters of hypervisor '{hv}'")
-        out[hv] = convert_hvparams(hv, params, allow_none)
-    return out
 
 
 @cluster.command("init")
@@ -86,7 +77,7 @@ def init(name: str, **opts: Any) -> int:
     kwargs: dict[str, Any] = {
         "master_name": opts["master_name"],
         "noded_port": opts["noded_port"],
-        "hvparams": _hvparams_option(opts["hvparams"], False),
+        "hvparams": parse_hvparams_option(opts["hvparams"], False),
         "beparams": force_dict_type(parse_kv(opts["beparams"], "-B"),
                                     C.BES_PARAMETER_TYPES),
         "nicparams": force_dict_type(parse_kv(opts["nicparams"], "-N"),
@@ -317,6 +308,15 @@ def repair_disk_sizes(instances: tuple[str, ...], **opts: Any) -> int:
     return 0
 
 
+@cluster.command("redist-conf")
+@submit_opts
+def redist_conf(**opts: Any) -> int:
+    """Push the configuration and the cluster files to every online node
+    (OP_CLUSTER_REDIST_CONF)."""
+    submit_op(build_op("OP_CLUSTER_REDIST_CONF", opts), opts)
+    return 0
+
+
 def _yes_no_params(opts: dict[str, Any], names: dict[str, str]) -> dict[str, Any]:
     out = {}
     for opt_name, op_name in names.items():
@@ -365,7 +365,7 @@ def modify(**opts: Any) -> int:
         if opts[name] is not None:
             params[name] = split_list(opts[name])
     if opts["hvparams"]:
-        params["hvparams"] = _hvparams_option(opts["hvparams"], True)
+        params["hvparams"] = parse_hvparams_option(opts["hvparams"], True)
     if opts["beparams"] is not None:
         params["beparams"] = force_dict_type(parse_kv(opts["beparams"], "-B"),
                                              C.BES_PARAMETER_TYPES, allow_none=True)

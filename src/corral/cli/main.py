@@ -1,9 +1,9 @@
 """Entry points: ``corral`` and the ``gnt-*`` aliases.
 
-``corral [--root DIR] cluster|node|instance|os|job|backup|dev-cluster|daemon ...``;
-``gnt-cluster``, ``gnt-node``, ``gnt-instance``, ``gnt-os``, ``gnt-job`` and ``gnt-backup``
-run the same command groups directly (each also takes ``--root``; the
-default root is ``$CORRAL_ROOT`` or ``/``).
+``corral [--root DIR] cluster|node|instance|os|job|backup|debug|dev-cluster|daemon ...``;
+``gnt-cluster``, ``gnt-node``, ``gnt-instance``, ``gnt-os``, ``gnt-job``, ``gnt-backup``
+and ``gnt-debug`` run the same command groups directly (each also takes
+``--root``; the default root is ``$CORRAL_ROOT`` or ``/``).
 
 A command group's module is imported only when the group is used, so that
 each tool starts by loading only its own commands.
@@ -30,6 +30,7 @@ _GROUPS = {
     "dev-cluster": ("corral.cli.devcluster", "dev_cluster"),
     "daemon": ("corral.cli.daemon", "daemon"),
     "backup": ("corral.cli.backup", "backup"),
+    "debug": ("corral.cli.debug", "debug"),
 }
 # Modules adding commands to a group: failover/migrate/move/evacuate.
 _EXTENSIONS = {"instance": ("corral.cli.migration",), "node": ("corral.cli.migration",)}
@@ -109,6 +110,10 @@ def gnt_job() -> None:
 
 def gnt_backup() -> None:
     _run(load_group("backup"), "gnt-backup")
+
+
+def gnt_debug() -> None:
+    _run(load_group("debug"), "gnt-debug")
 
 
 if __name__ == "__main__":

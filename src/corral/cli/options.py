@@ -182,6 +182,24 @@ def convert_hvparams(hypervisor: str, params: dict[str, Any],
     return force_dict_type(params, hv_param_types(hypervisor), allow_none)
 
 
+def parse_hvparams_option(values: tuple[str, ...] | list[str], allow_none: bool
+                          ) -> dict[str, dict[str, Any]]:
+    """Repeated ``-H hv:key=val,...`` values -> ``{hv: {key: typed value}}``.
+
+    Values are converted to the types of the hypervisor's defaults;
+    ``allow_none`` lets ``key=default`` reset a parameter (modify commands).
+    Raises :class:`errors.ParameterError` for ``-H -hv`` (removal of a whole
+    hypervisor's parameters) and for values of the wrong type.
+    """
+    parsed = parse_multi_ident_kv(values, "-H")
+    out: dict[str, dict[str, Any]] = {}
+    for hv, params in parsed.items():
+        if not isinstance(params, dict):
+            raise errors.ParameterError(f"Cannot remove the parameters of hypervisor '{hv}'")
+        out[hv] = convert_hvparams(hv, params, allow_none)
+    return out
+
+
 def parse_yes_no(value: str | None, opt: str) -> bool | None:
     """``yes``/``no`` option values (``-C yes``); None when not given."""
     if value is None:

@@ -1,7 +1,7 @@
 """``gnt-os`` / ``corral os``: operating system definitions.
 
-Mirrors ``ganeti.client.gnt_os`` (list, diagnose, info), all built on
-OP_OS_DIAGNOSE. Like Ganeti's legacy diagnose, ``list`` shows only OSes
+Mirrors ``ganeti.client.gnt_os``: list, diagnose, info (built on
+OP_OS_DIAGNOSE) and modify (OP_CLUSTER_SET_PARAMS). Like Ganeti's legacy diagnose, ``list`` shows only OSes
 that are valid on every node and neither hidden nor blacklisted.
 """
 
@@ -11,8 +11,9 @@ from typing import Any
 
 import click
 
-from corral.cli import CorralGroup, build_op, root_option, submit_job
+from corral.cli import CorralGroup, build_op, root_option, submit_job, submit_op
 from corral.cli import output as o
+from corral.cli.options import parse_hvparams_option, parse_kv, parse_yes_no, submit_opts
 from corral.values import os_names
 
 
@@ -149,4 +150,41 @@ def info(names: tuple[str, ...]) -> int:
             doc[name] = None
     if doc:
         o.print_info(doc)
+    return 0
+
+
+@os_group.command("modify")
+@click.argument("os_name", metavar="OS")
+@click.option("-H", "--hypervisor-parameters", "hvparams", multiple=True,
+              metavar="HV:KEY=VAL,...",
+              help="Hypervisor parameters used for this OS's instances (repeatable)")
+@click.option("-O", "--os-parameters", "osparams", default=None, metavar="KEY=VAL,...",
+              help="Cluster-wide defaults of this OS's parameters")
+@click.option("--hidden", default=None, metavar="yes|no",
+              help="Hide the OS from 'gnt-os list' and from new instances")
+@click.option("--blacklisted", default=None, metavar="yes|no",
+              help="Refuse the OS for new instances and reinstalls")
+@submit_opts
+def modify(os_name: str, hvparams: tuple[str, ...], osparams: str | None,
+           hidden: str | None, blacklisted: str | None, **opts: Any) -> int:
+    """Change an OS's cluster-wide parameters and visibility.
+
+    Mirrors ``gnt-os modify``: submits OP_CLUSTER_SET_PARAMS with
+    ``os_hvp``, ``osparams``, ``hidden_os`` and ``blacklisted_os`` for OS.
+    Exits 1 when nothing is to be changed.
+    """
+    params: dict[str, Any] = {}
+    if hvparams:
+        params["os_hvp"] = {os_name: parse_hvparams_option(hvparams, True)}
+    if osparams:
+        params["osparams"] = {os_name: parse_kv(osparams, "-O")}
+    for attr, value, opt in (("hidden_os", hidden, "--hidden"),
+                             ("blacklisted_os", blacklisted, "--blacklisted")):
+        flag = parse_yes_no(value, opt)
+        if flag is not None:
+            params[attr] = [["add" if flag else "remove", os_name]]
+    if not params:
+        o.err("At least one of OS parameters or hypervisor parameters must be passed")
+        return 1
+    submit_op(build_op("OP_CLUSTER_SET_PARAMS", opts, **params), opts)
     return 0
