@@ -267,6 +267,22 @@ NDS_PARAMETER_TYPES: dict[str, str] = {
     ND_CPU_SPEED: "float",
 }
 
+# Out-of-band management (Ganeti's OOB protocol: ``oob_program COMMAND NODE``).
+OOB_POWER_ON = "power-on"
+OOB_POWER_OFF = "power-off"
+OOB_POWER_CYCLE = "power-cycle"
+OOB_POWER_STATUS = "power-status"
+OOB_HEALTH = "health"
+OOB_COMMANDS = (OOB_HEALTH, OOB_POWER_CYCLE, OOB_POWER_OFF, OOB_POWER_ON, OOB_POWER_STATUS)
+OOB_POWER_STATUS_POWERED = "powered"
+OOB_STATUS_OK = "OK"
+OOB_STATUS_WARNING = "WARNING"
+OOB_STATUS_CRITICAL = "CRITICAL"
+OOB_STATUS_UNKNOWN = "UNKNOWN"
+OOB_STATUSES = (OOB_STATUS_OK, OOB_STATUS_WARNING, OOB_STATUS_CRITICAL, OOB_STATUS_UNKNOWN)
+OOB_TIMEOUT = 60                    # seconds an OOB program may run
+OOB_POWER_DELAY = 2.0               # seconds between powering on two nodes
+
 # Disk template parameters (none for the templates implemented so far).
 DISK_DT_DEFAULTS: dict[str, dict[str, object]] = {dt: {} for dt in DISK_TEMPLATES}
 

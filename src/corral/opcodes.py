@@ -381,6 +381,18 @@ class OpNodeSetParams(OpCode):
     powered: bool | None = None
 
 
+class OpOobCommand(OpCode):
+    """Run the nodes' out-of-band program (Ganeti's ``OP_OOB_COMMAND``)."""
+
+    OP_DSC_FIELD = "command"
+    node_names: list[NodeName] = Field(default_factory=list)
+    node_uuids: list[str] | None = None
+    command: Literal["health", "power-cycle", "power-off", "power-on", "power-status"]
+    timeout: PosInt = C.OOB_TIMEOUT
+    ignore_status: bool = False
+    power_delay: Annotated[float, Field(ge=0)] = C.OOB_POWER_DELAY
+
+
 class OpNodeQuery(OpCode):
     """Query nodes (Ganeti 2.x ``OP_NODE_QUERY``; 3.0 clients use OP_QUERY)."""
 

@@ -30,6 +30,7 @@ _LU_MODULES = (
     "corral.cmdlib.tags",
     "corral.cmdlib.query",
     "corral.cmdlib.test",
+    "corral.cmdlib.oob",
 )
 
 _registry: dict[str, type[LogicalUnit]] | None = None

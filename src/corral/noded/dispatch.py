@@ -25,6 +25,7 @@ _BACKEND_MODULES: dict[str, tuple[str, ...]] = {
     "corral.backend.node": (
         "version", "node_info", "node_verify", "node_has_ip_address", "node_leave_cluster",
         "test_delay", "bridges_exist", "hypervisor_validate_params"),
+    "corral.backend.oob": ("run_oob",),
     "corral.backend.files": ("upload_file_single", "write_ssconf_files"),
     "corral.backend.hooks": ("hooks_runner",),
     "corral.backend.config_replica": ("config_update",),

@@ -51,6 +51,8 @@ CALLS: dict[str, RpcDef] = {d.name: d for d in (
     RpcDef("config_update", ("changes",), _U,
            "replicate committed config changes (ConfigChanges dict) to a master candidate"),
     RpcDef("test_delay", ("duration",), _U, "sleep duration seconds"),
+    RpcDef("run_oob", ("oob_program", "command", "remote_node", "timeout"), _S,
+           "run oob_program COMMAND NODE (on the master) -> its stdout (text)"),
     RpcDef("bridges_exist", ("bridges_list",), _U, "-> None, RPCFail names missing ones"),
     RpcDef("hypervisor_validate_params", ("hvname", "hvfull"), _N, "node-side checks"),
     RpcDef("hooks_runner", ("hpath", "phase", "env"), _N,
