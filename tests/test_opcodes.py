@@ -18,7 +18,9 @@ _NAME_FIELD_SUFFIXES = ("_name", "node", "nodes", "instances", "group", "_networ
 _NOT_HOST_NAMES = {("OpOsDiagnose", "names"), ("OpInstanceSetParams", "os_name"),
                    ("OpBackupExport", "x509_key_name"), ("OpClusterSetParams", "vg_name"),
                    ("OpInstanceStartup", "ignore_offline_nodes"),
-                   ("OpInstanceShutdown", "ignore_offline_nodes")}
+                   ("OpInstanceShutdown", "ignore_offline_nodes"),
+                   # OP_INSTANCE_CREATE opcodes, whose names are checked as such.
+                   ("OpInstanceMultiAlloc", "instances")}
 _QUERY_NAMES = {"OpNodeQuery", "OpInstanceQuery"}
 
 
@@ -103,3 +105,13 @@ def test_os_names_keep_their_own_rule() -> None:
     op = opcodes.op_from_dict({"OP_ID": "OP_OS_DIAGNOSE", "output_fields": ["name"],
                                "names": ["Debootstrap+Default"]})
     assert op.names == ["Debootstrap+Default"]
+
+
+def test_multi_alloc_checks_the_names_inside_its_create_opcodes() -> None:
+    inst = {"instance_name": "../etc", "mode": "create", "disks": [], "nics": []}
+    with pytest.raises(ValidationError) as exc:
+        opcodes.OpInstanceMultiAlloc.model_validate({"instances": [inst]})
+    assert any(e["type"] == "invalid_name" for e in exc.value.errors())
+    other = {"OP_ID": "OP_INSTANCE_REMOVE", "instance_name": "x"}
+    with pytest.raises(ValidationError, match="must be OP_INSTANCE_CREATE"):
+        opcodes.OpInstanceMultiAlloc.model_validate({"instances": [other]})

@@ -479,6 +479,35 @@ class OpInstanceCreate(_DisksMixin, OpCode):
     helper_shutdown_timeout: int | None = None
 
 
+class OpInstanceMultiAlloc(OpCode):
+    """Allocate several instances in one go (Ganeti's ``OP_INSTANCE_MULTI_ALLOC``):
+    each entry is an OP_INSTANCE_CREATE (its ``OP_ID`` may be given or left out)."""
+
+    OP_DSC_FIELD = "instance_names"
+    opportunistic_locking: bool = False
+    iallocator: str | None = None
+    instances: list[OpInstanceCreate] = Field(min_length=1)
+
+    @field_validator("instances", mode="before")
+    @classmethod
+    def _strip_op_ids(cls, value: Any) -> Any:
+        if not isinstance(value, list):
+            return value
+        out = []
+        for entry in value:
+            if isinstance(entry, dict) and "OP_ID" in entry:
+                if entry["OP_ID"] != OpInstanceCreate.OP_ID:
+                    raise ValueError(f"instances must be {OpInstanceCreate.OP_ID} opcodes, "
+                                     f"not {entry['OP_ID']!r}")
+                entry = {k: v for k, v in entry.items() if k != "OP_ID"}
+            out.append(entry)
+        return out
+
+    @property
+    def instance_names(self) -> list[str]:
+        return [inst.instance_name for inst in self.instances]
+
+
 class OpInstanceReinstall(OpCode):
     OP_DSC_FIELD = "instance_name"
     instance_name: InstanceName

@@ -32,8 +32,9 @@ _GROUPS = {
     "backup": ("corral.cli.backup", "backup"),
     "debug": ("corral.cli.debug", "debug"),
 }
-# Modules adding commands to a group: failover/migrate/move/evacuate, power/health.
-_EXTENSIONS = {"instance": ("corral.cli.migration",),
+# Modules adding commands to a group: failover/migrate/move/evacuate, power/health,
+# batch-create.
+_EXTENSIONS = {"instance": ("corral.cli.migration", "corral.cli.batch"),
                "node": ("corral.cli.migration", "corral.cli.oob")}
 # Former module attributes of the groups (``main.instance``...).
 _ATTRIBUTES = {attr: name for name, (_, attr) in _GROUPS.items()}

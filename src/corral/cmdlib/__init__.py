@@ -18,6 +18,7 @@ _LU_MODULES = (
     "corral.cmdlib.cluster_disks",
     "corral.cmdlib.node",
     "corral.cmdlib.instance_create",
+    "corral.cmdlib.instance_multi_alloc",
     "corral.cmdlib.instance_operation",
     "corral.cmdlib.instance_set_params",
     "corral.cmdlib.instance_query",

@@ -19,6 +19,7 @@ from corral.rapi.base import (
     build_uri_list,
     check_parameter,
     check_type,
+    fill_opcode,
     poll_job,
     query_dicts,
 )
@@ -78,6 +79,23 @@ class R_2_instances(Resource):
         data.pop(REQ_DATA_VERSION, None)
         _convert_usb_devices(data)
         return self.submit_from_body("OP_INSTANCE_CREATE", data, None, self.POST_RENAME)
+
+
+class R_2_instances_multi_alloc(Resource):
+    """``/2/instances-multi-alloc``: OP_INSTANCE_MULTI_ALLOC of instance bodies
+    (each as a creation body, with ``os``/``name`` accepted)."""
+
+    NAME = "instances_multi_alloc"
+
+    def POST(self) -> int:
+        body = check_type(self.body, dict, "Body contents")
+        if "instances" not in body:
+            raise HttpError(400, "Request is missing required 'instances' field in body")
+        data = dict(body)
+        data["instances"] = [
+            fill_opcode("OP_INSTANCE_CREATE", inst, {}, R_2_instances.POST_RENAME)
+            for inst in check_type(body["instances"], list, "'instances'")]
+        return self.submit_from_body("OP_INSTANCE_MULTI_ALLOC", data)
 
 
 class R_2_instances_name(Resource):

@@ -66,6 +66,7 @@ URI_MAP: list[tuple[re.Pattern[str], type[Resource]]] = [
         (rf"^/2/nodes/({_NAME})/modify$", rn.R_2_nodes_name_modify),
         (rf"^/2/nodes/({_NAME})/tags$", rn.R_2_nodes_name_tags),
         (r"^/2/instances$", ri.R_2_instances),
+        (r"^/2/instances-multi-alloc$", ri.R_2_instances_multi_alloc),
         (rf"^/2/instances/({_NAME})$", ri.R_2_instances_name),
         (rf"^/2/instances/({_NAME})/info$", ri.R_2_instances_name_info),
         (rf"^/2/instances/({_NAME})/reboot$", ri.R_2_instances_name_reboot),
