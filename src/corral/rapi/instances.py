@@ -269,3 +269,23 @@ class R_2_instances_name_export(Resource):
 class R_2_instances_name_tags(TagsResource):
     NAME = "instances_name_tags"
     TAG_LEVEL = C.TAG_INSTANCE
+
+
+class R_2_instances_name_migrate(Resource):
+    """``/2/instances/[name]/migrate``: OP_INSTANCE_MIGRATE from the body."""
+
+    NAME = "instances_name_migrate"
+
+    def PUT(self) -> int:
+        return self.submit_from_body("OP_INSTANCE_MIGRATE", self.body,
+                                     {"instance_name": self.items[0]})
+
+
+class R_2_instances_name_failover(Resource):
+    """``/2/instances/[name]/failover``: OP_INSTANCE_FAILOVER from the body."""
+
+    NAME = "instances_name_failover"
+
+    def PUT(self) -> int:
+        return self.submit_from_body("OP_INSTANCE_FAILOVER", self.body,
+                                     {"instance_name": self.items[0]})

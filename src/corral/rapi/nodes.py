@@ -93,6 +93,37 @@ class R_2_nodes_name_modify(Resource):
                                      {"node_name": self.items[0]})
 
 
+class R_2_nodes_name_evacuate(Resource):
+    """``/2/nodes/[name]/evacuate``: OP_NODE_EVACUATE (result ``{"jobs": ...}``)."""
+
+    NAME = "nodes_name_evacuate"
+
+    def POST(self) -> int:
+        return self.submit_from_body("OP_NODE_EVACUATE", self.body,
+                                     {"node_name": self.items[0]})
+
+
+class R_2_nodes_name_migrate(Resource):
+    """``/2/nodes/[name]/migrate``: OP_NODE_MIGRATE. As in Ganeti, any query
+    argument selects the old request form (``live=0|1`` or ``mode``) and the
+    body is then ignored."""
+
+    NAME = "nodes_name_migrate"
+
+    def POST(self) -> int:
+        static: dict[str, Any] = {"node_name": self.items[0]}
+        if not self.queryargs:
+            return self.submit_from_body("OP_NODE_MIGRATE", self.body, static)
+        if "live" in self.queryargs and "mode" in self.queryargs:
+            raise HttpError(400, "Only one of 'live' and 'mode' should be provided")
+        if "live" in self.queryargs:
+            mode: str | None = (C.HT_MIGRATION_LIVE if self.int_arg("live", 1)
+                                else C.HT_MIGRATION_NONLIVE)
+        else:
+            mode = self.str_arg("mode")
+        return self.submit_from_body("OP_NODE_MIGRATE", {"mode": mode}, static)
+
+
 class R_2_nodes_name_tags(TagsResource):
     NAME = "nodes_name_tags"
     TAG_LEVEL = C.TAG_NODE

@@ -103,6 +103,15 @@ class R_2_cluster_modify(Resource):
         return self.submit_from_body("OP_CLUSTER_SET_PARAMS", self.body)
 
 
+class R_2_redist_config(Resource):
+    """``/2/redistribute-config``: OP_CLUSTER_REDIST_CONF."""
+
+    NAME = "redist_config"
+
+    def PUT(self) -> int:
+        return self.submit_from_body("OP_CLUSTER_REDIST_CONF", {})
+
+
 class TagsResource(Resource):
     """``_R_Tags``: GET lists tags; PUT/DELETE take them from ``?tag=``."""
 
