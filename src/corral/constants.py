@@ -43,6 +43,35 @@ DTS_EXT_MIRROR = frozenset({DT_DISKLESS, DT_BLOCK, DT_EXT, DT_SHARED_FILE,
                             DT_RBD, DT_GLUSTER})
 DTS_MIRRORED = DTS_INT_MIRROR | DTS_EXT_MIRROR
 DTS_COPYABLE = frozenset({DT_PLAIN, DT_FILE})
+
+# Storage types and the fields of storage units (Ganeti's ST_*, SF_*).
+ST_FILE = "file"
+ST_SHARED_FILE = "sharedfile"
+ST_GLUSTER = "gluster"
+ST_LVM_PV = "lvm-pv"
+ST_LVM_VG = "lvm-vg"
+ST_DISKLESS = "diskless"
+ST_BLOCK = "blockdev"
+ST_RADOS = "rados"
+ST_EXT = "ext"
+STORAGE_TYPES = (ST_FILE, ST_SHARED_FILE, ST_GLUSTER, ST_LVM_PV, ST_LVM_VG, ST_DISKLESS,
+                 ST_BLOCK, ST_RADOS, ST_EXT)
+MAP_DISK_TEMPLATE_STORAGE_TYPE = {
+    DT_DISKLESS: ST_DISKLESS, DT_FILE: ST_FILE, DT_SHARED_FILE: ST_SHARED_FILE,
+    DT_PLAIN: ST_LVM_VG, DT_BLOCK: ST_BLOCK, DT_DRBD8: ST_LVM_VG, DT_RBD: ST_RADOS,
+    DT_EXT: ST_EXT, DT_GLUSTER: ST_GLUSTER}
+# Storage types whose units nodes can list (gnt-node list-storage).
+STS_REPORT_NODE_STORAGE = frozenset({ST_FILE, ST_SHARED_FILE, ST_GLUSTER, ST_LVM_PV,
+                                     ST_LVM_VG})
+SF_NAME = "name"
+SF_NODE = "node"
+SF_TYPE = "type"
+SF_SIZE = "size"
+SF_USED = "used"
+SF_FREE = "free"
+SF_ALLOCATABLE = "allocatable"
+VALID_STORAGE_FIELDS = (SF_NAME, SF_NODE, SF_TYPE, SF_SIZE, SF_USED, SF_FREE,
+                        SF_ALLOCATABLE)
 DTS_GROWABLE = frozenset({DT_SHARED_FILE, DT_DRBD8, DT_PLAIN, DT_EXT, DT_FILE,
                           DT_RBD, DT_GLUSTER})
 DTS_SNAPSHOT_CAPABLE = frozenset({DT_PLAIN, DT_DRBD8, DT_EXT})

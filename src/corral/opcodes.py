@@ -402,6 +402,18 @@ class OpNodeQuery(OpCode):
     use_locking: bool = False
 
 
+class OpNodeQueryStorage(OpCode):
+    """List storage units of nodes (Ganeti's ``OP_NODE_QUERY_STORAGE``)."""
+
+    OP_DSC_FIELD = "nodes"
+    output_fields: list[Literal["name", "node", "type", "size", "used", "free",
+                                "allocatable"]]
+    storage_type: Literal["file", "sharedfile", "gluster", "lvm-pv", "lvm-vg", "diskless",
+                          "blockdev", "rados", "ext"] | None = None
+    nodes: list[NodeName] = Field(default_factory=list)
+    name: str | None = None
+
+
 class OpNodeMigrate(OpCode):
     OP_DSC_FIELD = "node_name"
     node_name: NodeName

@@ -73,6 +73,17 @@ def test_cluster_resources(cluster: Any) -> None:
     _ok_job(redist)
 
 
+def test_node_storage_units(cluster: Any) -> None:
+    [entry, refused] = call(
+        cluster, ("GetNodeStorageUnits", ["node2", "file", "name,size,used,free,allocatable"],
+                  {}, True),
+        ("GetNodeStorageUnits", ["node2", "lvm-vg", "name"], {}, True))
+    [[name, size, used, free, allocatable]] = _ok_job(entry)[0]
+    assert name.endswith("file-storage") and allocatable is True
+    assert 0 <= used and 0 <= free <= size
+    assert refused["ok"] and refused["job"]["status"] == C.JOB_STATUS_ERROR
+
+
 def test_instance_and_node_moves(cluster: Any) -> None:
     disks = [{"size": 64}]
     created = call(cluster, ("CreateInstance", ["create", "gc1", "sharedfile", disks, []],

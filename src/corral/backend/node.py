@@ -59,7 +59,7 @@ def _boot_id() -> str:
         raise errors.RPCFail(f"Cannot read boot id: {err}") from None
 
 
-def _statvfs_mib(real: Path) -> tuple[int, int]:
+def statvfs_mib(real: Path) -> tuple[int, int]:
     """(size, free) in MiB of the file system holding ``real`` (or its nearest
     existing parent: the directory may not be created yet)."""
     probe = real
@@ -80,7 +80,7 @@ def _storage_info(paths: Paths, unit: Any) -> dict[str, Any]:
         real = paths.confine(name, files.read_file_storage_paths(paths))
     except errors.OpPrereqError as err:
         raise errors.RPCFail(f"Storage unit {stype}:{name}: {err}") from None
-    size, free = _statvfs_mib(real)
+    size, free = statvfs_mib(real)
     return {"type": stype, "name": name, "storage_size": size, "storage_free": free}
 
 

@@ -33,9 +33,9 @@ _GROUPS = {
     "debug": ("corral.cli.debug", "debug"),
 }
 # Modules adding commands to a group: failover/migrate/move/evacuate, power/health,
-# batch-create.
+# list-storage, batch-create.
 _EXTENSIONS = {"instance": ("corral.cli.migration", "corral.cli.batch"),
-               "node": ("corral.cli.migration", "corral.cli.oob")}
+               "node": ("corral.cli.migration", "corral.cli.oob", "corral.cli.storage")}
 # Former module attributes of the groups (``main.instance``...).
 _ATTRIBUTES = {attr: name for name, (_, attr) in _GROUPS.items()}
 

@@ -26,6 +26,7 @@ _LU_MODULES = (
     "corral.cmdlib.instance_migration",
     "corral.cmdlib.instance_move",
     "corral.cmdlib.node_migration",
+    "corral.cmdlib.node_storage",
     "corral.cmdlib.backup",
     "corral.cmdlib.os",
     "corral.cmdlib.tags",

@@ -41,6 +41,7 @@ _BACKEND_MODULES: dict[str, tuple[str, ...]] = {
         "blockdev_find", "blockdev_getdimensions", "blockdev_grow", "blockdev_rename",
         "file_storage_dir_create", "file_storage_dir_remove", "file_storage_dir_rename"),
     "corral.backend.storage_verify": ("file_storage_verify",),
+    "corral.backend.storage_units": ("storage_list",),
     "corral.backend.os": ("os_diagnose", "os_validate"),
     "corral.backend.disk_mirror": (
         "instance_mirror_export", "instance_mirror_unexport", "instance_mirror_start",

@@ -5,9 +5,10 @@ Mirrors ``R_2_nodes*`` of ``ganeti.rapi.rlib2``.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from corral import constants as C
+from corral.rapi import RAPI_ACCESS_WRITE
 from corral.rapi.auth import HttpError
 from corral.rapi.base import Resource, build_uri_list, query_dicts
 from corral.rapi.resources import TagsResource
@@ -122,6 +123,22 @@ class R_2_nodes_name_migrate(Resource):
         else:
             mode = self.str_arg("mode")
         return self.submit_from_body("OP_NODE_MIGRATE", {"mode": mode}, static)
+
+
+class R_2_nodes_name_storage(Resource):
+    """``/2/nodes/[name]/storage``: an OP_NODE_QUERY_STORAGE job. As in Ganeti
+    it takes locks, so even this GET needs write access."""
+
+    NAME = "nodes_name_storage"
+    GET_ACCESS: ClassVar[list[str]] = [RAPI_ACCESS_WRITE]
+
+    def GET(self) -> int:
+        output_fields = self.str_arg("output_fields")
+        if not output_fields:
+            raise HttpError(400, "Missing the required 'output_fields' parameter")
+        return self.submit_from_body("OP_NODE_QUERY_STORAGE", {}, {
+            "nodes": [self.items[0]], "storage_type": self.str_arg("storage_type"),
+            "output_fields": output_fields.split(",")})
 
 
 class R_2_nodes_name_tags(TagsResource):

@@ -67,6 +67,7 @@ URI_MAP: list[tuple[re.Pattern[str], type[Resource]]] = [
         (rf"^/2/nodes/({_NAME})/modify$", rn.R_2_nodes_name_modify),
         (rf"^/2/nodes/({_NAME})/evacuate$", rn.R_2_nodes_name_evacuate),
         (rf"^/2/nodes/({_NAME})/migrate$", rn.R_2_nodes_name_migrate),
+        (rf"^/2/nodes/({_NAME})/storage$", rn.R_2_nodes_name_storage),
         (rf"^/2/nodes/({_NAME})/tags$", rn.R_2_nodes_name_tags),
         (r"^/2/instances$", ri.R_2_instances),
         (r"^/2/instances-multi-alloc$", ri.R_2_instances_multi_alloc),

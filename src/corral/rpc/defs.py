@@ -51,6 +51,9 @@ CALLS: dict[str, RpcDef] = {d.name: d for d in (
     RpcDef("config_update", ("changes",), _U,
            "replicate committed config changes (ConfigChanges dict) to a master candidate"),
     RpcDef("test_delay", ("duration",), _U, "sleep duration seconds"),
+    RpcDef("storage_list", ("su_name", "su_args", "name", "fields"), _N,
+           "su_name: storage type (file/sharedfile), su_args: [directory], name: one "
+           "unit or None, fields: SF_* names -> [[value per field]] (sizes in MiB)"),
     RpcDef("run_oob", ("oob_program", "command", "remote_node", "timeout"), _S,
            "run oob_program COMMAND NODE (on the master) -> its stdout (text)"),
     RpcDef("bridges_exist", ("bridges_list",), _U, "-> None, RPCFail names missing ones"),
