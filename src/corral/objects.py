@@ -196,6 +196,20 @@ class Leftover(BaseModel):
     ctime: float = Field(default_factory=time.time)
 
 
+class FilterRule(BaseModel):
+    """A job filter rule (Ganeti's ``objects.FilterRule``; semantics in
+    :mod:`corral.jobs.filters`). Kept in ``Cluster.filters`` by uuid."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    uuid: str
+    watermark: int
+    priority: int = 0
+    predicates: list[Any] = Field(default_factory=list)
+    action: str | list[Any] = "CONTINUE"
+    reason_trail: list[Any] = Field(default_factory=list)
+
+
 class Cluster(TaggableObject):
     """Cluster-wide settings and parameter defaults."""
 
@@ -246,6 +260,7 @@ class Cluster(TaggableObject):
     highest_used_port: int = C.FIRST_CLUSTER_PORT - 1
     rapi_port: int = C.DEFAULT_RAPI_PORT
     leftovers: list[Leftover] = Field(default_factory=list)
+    filters: dict[str, FilterRule] = Field(default_factory=dict)
 
     @property
     def default_hypervisor(self) -> str:

@@ -1,8 +1,8 @@
 """Entry points: ``corral`` and the ``gnt-*`` aliases.
 
-``corral [--root DIR] cluster|node|instance|os|job|backup|debug|dev-cluster|daemon ...``;
-``gnt-cluster``, ``gnt-node``, ``gnt-instance``, ``gnt-os``, ``gnt-job``, ``gnt-backup``
-and ``gnt-debug`` run the same command groups directly (each also takes
+``corral [--root DIR] cluster|node|instance|os|job|backup|debug|filter|dev-cluster|daemon ...``;
+``gnt-cluster``, ``gnt-node``, ``gnt-instance``, ``gnt-os``, ``gnt-job``, ``gnt-backup``,
+``gnt-debug`` and ``gnt-filter`` run the same command groups directly (each also takes
 ``--root``; the default root is ``$CORRAL_ROOT`` or ``/``).
 
 A command group's module is imported only when the group is used, so that
@@ -31,6 +31,7 @@ _GROUPS = {
     "daemon": ("corral.cli.daemon", "daemon"),
     "backup": ("corral.cli.backup", "backup"),
     "debug": ("corral.cli.debug", "debug"),
+    "filter": ("corral.cli.filter", "filter_group"),
 }
 # Modules adding commands to a group: failover/migrate/move/evacuate, power/health,
 # list-storage, batch-create.
@@ -116,6 +117,10 @@ def gnt_backup() -> None:
 
 def gnt_debug() -> None:
     _run(load_group("debug"), "gnt-debug")
+
+
+def gnt_filter() -> None:
+    _run(load_group("filter"), "gnt-filter")
 
 
 if __name__ == "__main__":

@@ -568,6 +568,18 @@ class ConfigStore:
         self._notify()
         return port
 
+    def update_cluster(self, change: Callable[[Cluster], None]) -> Cluster:
+        """Apply ``change`` to a copy of the cluster object and commit it at
+        once, under the store lock (read-modify-write without a serial race,
+        as :meth:`allocate_port`); returns the committed copy. Exceptions of
+        ``change`` propagate and nothing is committed."""
+        with self._lock:
+            cluster = self.get_cluster().model_copy(deep=True)
+            change(cluster)
+            self._commit_locked([], [cluster], [])
+        self._notify()
+        return cluster
+
     def generate_mac(self, owner: str | None = None) -> str:
         """A new MAC with the cluster's ``mac_prefix`` and three random bytes,
         unique among all NICs and reserved until committed or released.

@@ -20,6 +20,7 @@ from typing import Any
 
 from corral import constants as C
 from corral import errors, opcodes
+from corral.jobs import filters as job_filters
 from corral.jobs.context import OpContext
 from corral.jobs.model import QueuedJob, QueuedOpcode, now_ts
 from corral.jobs.store import JobStore
@@ -27,6 +28,7 @@ from corral.jobs.store import JobStore
 log = logging.getLogger(__name__)
 
 CANCELED_MSG = "Job canceled by request"
+REJECTED_MSG = "Job rejected by a job filter rule"
 
 
 def _job_outcome(job: QueuedJob) -> str:
@@ -58,6 +60,7 @@ class JobExecutionMixin:
     _heap: list[tuple[int, int]]
     _running: dict[int, threading.Thread]
     _cache: dict[int, QueuedJob]
+    _filter_rules: Callable[[], list[dict[str, Any]]]
 
     # Provided by JobQueue.
     def _commit(self, job: QueuedJob, op_indexes: list[int] | range) -> None:
@@ -95,18 +98,32 @@ class JobExecutionMixin:
                 self._sched_cond.wait()
 
     def _schedule(self) -> None:
-        """Start pending jobs in (priority, id) order while slots are free."""
+        """Start pending jobs in (priority, id) order while slots are free and
+        the job filter rules let them (held jobs stay pending)."""
+        rules = self._filter_rules()
+        held: list[tuple[int, int]] = []
         while self._heap and len(self._running) < self._max_running:
             prio, job_id = heapq.heappop(self._heap)
             job = self._active.get(job_id)
             if job_id not in self._pending or job is None or job.calc_priority() != prio:
                 continue  # stale heap entry
+            running = [self._active[j] for j in self._running if j in self._active]
+            decision = job_filters.decide(rules, job, running)
+            if decision == job_filters.WAIT:
+                held.append((prio, job_id))
+                continue
             self._pending.discard(job_id)
+            if decision == job_filters.REJECT:
+                self._finish(job, self._first_unfinished(job), C.OP_STATUS_CANCELED,
+                             REJECTED_MSG)
+                continue
             self._mark_waiting(job, self._first_unfinished(job))
             worker = threading.Thread(target=self._run_job, args=(job,),
                                       name=f"job-{job_id}", daemon=True)
             self._running[job_id] = worker
             worker.start()
+        for entry in held:
+            heapq.heappush(self._heap, entry)
 
     # --------------------------------------------------------------- worker
 

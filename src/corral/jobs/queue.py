@@ -77,6 +77,8 @@ class JobQueue(JobExecutionMixin):
         self._started = False
         self._stopping = False
         self._scheduler: threading.Thread | None = None
+        # Job filter rules (dicts of jobs.filters.FILTER_FIELDS), read when scheduling.
+        self._filter_rules: Callable[[], list[dict[str, Any]]] = list
 
     # ------------------------------------------------------------ lifecycle
 
@@ -447,6 +449,35 @@ class JobQueue(JobExecutionMixin):
         with self._lock:
             self._max_running = count
             self._sched_cond.notify()
+
+    def set_filter_rules(self, source: Callable[[], list[dict[str, Any]]]) -> None:
+        """Where the scheduler reads the job filter rules from (see
+        :mod:`corral.jobs.filters`); schedules again with the new rules."""
+        with self._lock:
+            self._filter_rules = source
+            self._sched_cond.notify()
+
+    def filters_changed(self) -> None:
+        """Re-evaluate queued jobs against the (changed) filter rules: those a
+        rule now rejects are canceled at once, the others are scheduled again."""
+        from corral.jobs import filters as job_filters
+        from corral.jobs.execution import REJECTED_MSG
+
+        with self._lock:
+            rules = self._filter_rules()
+            for job_id in sorted(self._pending):
+                job = self._active.get(job_id)
+                if job is not None and rules and \
+                        job_filters.decide(rules, job, []) == job_filters.REJECT:
+                    self._pending.discard(job_id)
+                    self._finish(job, self._first_unfinished(job), C.OP_STATUS_CANCELED,
+                                 REJECTED_MSG)
+            self._sched_cond.notify()
+
+    def last_job_id(self) -> int:
+        """The highest job id handed out so far (a filter rule's watermark)."""
+        with self._lock:
+            return int(self._store.get_meta("serial") or 0)
 
     def queue_size(self) -> int:
         """Number of unfinished jobs."""

@@ -52,6 +52,9 @@ METHODS: dict[str, str] = {
     "QueryClusterInfo": "query_cluster_info",
     "QueryConfigValues": "query_config_values",
     "QueryTags": "query_tags",
+    "QueryFilters": "query_filters",
+    "ReplaceFilter": "replace_filter",
+    "DeleteFilter": "delete_filter",
     "CreateJoinToken": "create_join_token",
 }
 

@@ -175,6 +175,16 @@ class MasterClient:
     def query_tags(self, kind: str, name: str | None) -> list[str]:
         return self.call("QueryTags", kind, name)
 
+    def query_filters(self, uuids: list[str] | None, fields: list[str]) -> list[list[Any]]:
+        return self.call("QueryFilters", uuids, fields)
+
+    def replace_filter(self, uuid: str | None, priority: Any, predicates: Any, action: Any,
+                       reason: Any) -> str:
+        return self.call("ReplaceFilter", uuid, priority, predicates, action, reason)
+
+    def delete_filter(self, uuid: str) -> None:
+        return self.call("DeleteFilter", uuid)
+
     def create_join_token(self, ttl: int = 3600) -> str:
         return self.call("CreateJoinToken", ttl)
 

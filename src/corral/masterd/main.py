@@ -214,6 +214,9 @@ def run(paths: Paths, rapi_bind: str | None, rapi_port: int | None, no_rapi: boo
     queue = JobQueue(paths.queue_db, run_opcode,
                      max_running=cfg.get_cluster().max_running_jobs)
     context.queue = queue
+    # Job filter rules live in the config; the scheduler reads them each pass.
+    from corral.masterd.filters import rules_of
+    queue.set_filter_rules(lambda: rules_of(cfg.get_cluster()))
     master = Master(context)
     replicator = ConfigReplicator(cfg, rpc)
     freezer = ConfigFreezer()

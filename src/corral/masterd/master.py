@@ -40,6 +40,7 @@ QR_GROUP = "group"
 QR_OS = "os"
 QR_JOB = "job"
 QR_LOCK = "lock"
+QR_FILTER = "filter"
 
 # Keys of QueryConfigValues (``LUClusterConfigQuery`` in Ganeti).
 CONFIG_VALUE_FIELDS = ("cluster_name", "master_node", "drain_flag", "watcher_pause",
@@ -87,7 +88,7 @@ RS_NORMAL = 0
 RS_UNKNOWN = 1
 
 # The field that names an object of each resource (for name lists and filters).
-_NAME_FIELD = {QR_JOB: "id"}
+_NAME_FIELD = {QR_JOB: "id", QR_FILTER: "uuid"}
 
 
 def _field(name: str, title: str, kind: str, doc: str = "") -> dict[str, Any]:
@@ -170,6 +171,12 @@ def compile_filter(qfilter: Any, name_field: str = "name"
     used: list[str] = []
     predicate = _compile(qfilter, used)
     return None, predicate, used
+
+
+def compile_predicate(qfilter: Any) -> Predicate:
+    """A query filter expression as a predicate over ``{field: (status,
+    value)}`` (job filter rules); ``OpPrereqError`` (ECODE_INVAL) if malformed."""
+    return _compile(qfilter, [])
 
 
 def _compile(f: Any, used: list[str]) -> Predicate:
@@ -356,6 +363,9 @@ class Master:
                     for name in JOB_FIELDS}
         if what == QR_LOCK:
             return dict(_LOCK_FIELD_DEFS)
+        if what == QR_FILTER:
+            from corral.masterd.filters import FILTER_FIELD_DEFS
+            return dict(FILTER_FIELD_DEFS)
         # Field definitions never change while the daemon runs: dump them once.
         defs = self._field_defs_cache.get(what)
         if defs is None:
@@ -370,6 +380,9 @@ class Master:
             return self._job_rows(fields, names)
         if what == QR_LOCK:
             return self._lock_rows(fields, names)
+        if what == QR_FILTER:
+            from corral.masterd.filters import filter_rows
+            return filter_rows(self.cfg.get_cluster(), fields, names)
         from corral import query as q
         serial = self.cfg.serial_no
         live = None
@@ -458,6 +471,23 @@ class Master:
                      use_locking: bool = False) -> list[list[Any]]:
         """``QueryGroups``: one row of values per node group."""
         return self._old_style(QR_GROUP, names, fields)
+
+    def query_filters(self, uuids: list[str] | None, fields: list[str]) -> list[list[Any]]:
+        """``QueryFilters``: one row of values per job filter rule."""
+        return self._old_style(QR_FILTER, uuids, fields)
+
+    def replace_filter(self, uuid: str | None, priority: Any, predicates: Any, action: Any,
+                       reason: Any) -> str:
+        """``ReplaceFilter``: add (``uuid`` None) or replace a job filter rule;
+        returns its UUID (see :mod:`corral.masterd.filters`)."""
+        from corral.masterd.filters import replace_filter
+        return replace_filter(self.cfg, self.queue, uuid, priority, predicates, action,
+                              reason)
+
+    def delete_filter(self, uuid: str) -> None:
+        """``DeleteFilter``: remove a job filter rule (ECODE_NOENT if unknown)."""
+        from corral.masterd.filters import delete_filter
+        delete_filter(self.cfg, self.queue, uuid)
 
     def query_cluster_info(self) -> dict[str, Any]:
         """The cluster description of ``QueryClusterInfo`` / RAPI ``/2/info``.

@@ -18,7 +18,9 @@ from corral.rapi.base import (
     Resource,
     bounded_int,
     build_uri_list,
+    check_type,
     poll_job,
+    query_dicts,
 )
 from corral.values import os_names
 
@@ -110,6 +112,63 @@ class R_2_redist_config(Resource):
 
     def PUT(self) -> int:
         return self.submit_from_body("OP_CLUSTER_REDIST_CONF", {})
+
+
+FILTER_RULE_FIELDS = ["uuid", "watermark", "priority", "predicates", "action",
+                      "reason_trail"]
+_FILTER_BODY_KEYS = ("priority", "predicates", "action", "reason")
+
+
+def _filter_parameters(body: Any) -> tuple[Any, Any, Any, Any]:
+    """``checkFilterParameters``: only priority, predicates, action, reason."""
+    if body is None:
+        body = {}
+    check_type(body, dict, "Body contents")
+    extra = sorted(set(body) - set(_FILTER_BODY_KEYS))
+    if extra:
+        raise HttpError(400, f"Unknown filter rule parameters: {', '.join(extra)}")
+    return tuple(body.get(k) for k in _FILTER_BODY_KEYS)  # type: ignore[return-value]
+
+
+class R_2_filters(Resource):
+    """``/2/filters``: the job filter rules; POST adds one (returns its UUID,
+    not a job: rule changes bypass the queue, as in Ganeti)."""
+
+    NAME = "filters"
+
+    def GET(self) -> list[Any]:
+        if self.use_bulk():
+            return query_dicts(self.master, "filter", FILTER_RULE_FIELDS, None)
+        rows = query_dicts(self.master, "filter", ("uuid",), None)
+        return build_uri_list([r["uuid"] for r in rows], "/2/filters/%s",
+                              uri_fields=("uuid", "uri"))
+
+    def POST(self) -> str | None:
+        params = _filter_parameters(self.body)
+        if self.dry_run():
+            return None
+        return self.master.replace_filter(None, *params)
+
+
+class R_2_filters_uuid(Resource):
+    """``/2/filters/[uuid]``: GET one rule, PUT replaces (or creates) it,
+    DELETE removes it."""
+
+    NAME = "filters_uuid"
+
+    def GET(self) -> dict[str, Any]:
+        rows = query_dicts(self.master, "filter", FILTER_RULE_FIELDS, [self.items[0]])
+        return rows[0]
+
+    def PUT(self) -> str | None:
+        params = _filter_parameters(self.body)
+        if self.dry_run():
+            return None
+        return self.master.replace_filter(self.items[0], *params)
+
+    def DELETE(self) -> None:
+        if not self.dry_run():
+            self.master.delete_filter(self.items[0])
 
 
 class TagsResource(Resource):

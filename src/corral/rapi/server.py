@@ -47,6 +47,7 @@ _NAME = r"[\w\._-]+"
 # ASCII digits only (``\d`` would match other scripts' digits too).
 _DISK = r"[0-9]+"
 _JOB = r"[0-9]+"
+_UUID = r"[A-Za-z0-9-]{1,64}"
 _QUERY_RES = "|".join(re.escape(r) for r in rr.QR_VIA_RAPI)
 
 # connector.GetHandlers: (regexp, handler class); names match [\w._-]+.
@@ -92,6 +93,8 @@ URI_MAP: list[tuple[re.Pattern[str], type[Resource]]] = [
         (rf"^/2/instances/({_NAME})/migrate$", ri.R_2_instances_name_migrate),
         (rf"^/2/instances/({_NAME})/failover$", ri.R_2_instances_name_failover),
         (rf"^/2/instances/({_NAME})/tags$", ri.R_2_instances_name_tags),
+        (r"^/2/filters$", rr.R_2_filters),
+        (rf"^/2/filters/({_UUID})$", rr.R_2_filters_uuid),
         (r"^/2/jobs$", rr.R_2_jobs),
         (rf"^/2/jobs/({_JOB})$", rr.R_2_jobs_id),
         (rf"^/2/jobs/({_JOB})/wait$", rr.R_2_jobs_id_wait),
