@@ -1,5 +1,5 @@
-"""``gnt-node list-storage`` (OP_NODE_QUERY_STORAGE) on the shared 3-node dev
-cluster."""
+"""``gnt-node list-storage`` (OP_NODE_QUERY_STORAGE) and the export query, on
+the shared 3-node dev cluster."""
 
 from __future__ import annotations
 
@@ -38,3 +38,23 @@ def test_list_storage_refusals(shared_cluster: Any, run_cli: Any) -> None:
     assert res.returncode != 0 and "output_fields" in res.stderr
     res = run_cli(["gnt-node", "list-storage", "nosuchnode"], shared_cluster)
     assert res.returncode != 0 and "nosuchnode" in res.stderr
+
+
+def test_export_query(shared_cluster: Any, master_client: Any) -> None:
+    # Export directories as the node lists them (export_list), made by hand.
+    export_dir = shared_cluster.nodes[1].paths.export_dir
+    made = [export_dir / "qexp-b", export_dir / "qexp-a"]
+    for path in made:
+        path.mkdir(parents=True, exist_ok=True)
+    try:
+        client = master_client(shared_cluster)
+        result = client.query("export", ["node", "export"], ["node2"])
+        assert [f["name"] for f in result["fields"]] == ["node", "export"]
+        rows = [[v for _s, v in row] for row in result["data"]]
+        assert [["node2", "qexp-a"], ["node2", "qexp-b"]] == [r for r in rows
+                                                             if r[1].startswith("qexp")]
+        filtered = client.query("export", ["export"], ["=~", "export", "^qexp-a$"])
+        assert filtered["data"] == [[[0, "qexp-a"]]]
+    finally:
+        for path in made:
+            path.rmdir()

@@ -41,6 +41,7 @@ QR_OS = "os"
 QR_JOB = "job"
 QR_LOCK = "lock"
 QR_FILTER = "filter"
+QR_EXPORT = "export"
 
 # Keys of QueryConfigValues (``LUClusterConfigQuery`` in Ganeti).
 CONFIG_VALUE_FIELDS = ("cluster_name", "master_node", "drain_flag", "watcher_pause",
@@ -88,7 +89,7 @@ RS_NORMAL = 0
 RS_UNKNOWN = 1
 
 # The field that names an object of each resource (for name lists and filters).
-_NAME_FIELD = {QR_JOB: "id", QR_FILTER: "uuid"}
+_NAME_FIELD = {QR_JOB: "id", QR_FILTER: "uuid", QR_EXPORT: "node"}
 
 
 def _field(name: str, title: str, kind: str, doc: str = "") -> dict[str, Any]:
@@ -366,6 +367,9 @@ class Master:
         if what == QR_FILTER:
             from corral.masterd.filters import FILTER_FIELD_DEFS
             return dict(FILTER_FIELD_DEFS)
+        if what == QR_EXPORT:
+            from corral.masterd.export_query import EXPORT_FIELD_DEFS
+            return dict(EXPORT_FIELD_DEFS)
         # Field definitions never change while the daemon runs: dump them once.
         defs = self._field_defs_cache.get(what)
         if defs is None:
@@ -383,6 +387,9 @@ class Master:
         if what == QR_FILTER:
             from corral.masterd.filters import filter_rows
             return filter_rows(self.cfg.get_cluster(), fields, names)
+        if what == QR_EXPORT:
+            from corral.masterd.export_query import export_rows
+            return export_rows(self.cfg, self.context.rpc, fields, names)
         from corral import query as q
         serial = self.cfg.serial_no
         live = None
