@@ -641,6 +641,22 @@ class OpInstanceGrowDisk(OpCode):
     ignore_ipolicy: bool = False
 
 
+class OpInstanceRecreateDisks(OpCode):
+    """Re-create missing disks (Ganeti's ``OP_INSTANCE_RECREATE_DISKS``):
+    ``disks`` as indices (legacy) or ``[index, {size, mode, spindles}]``
+    pairs, empty for all; ``nodes`` to move them (all disks) elsewhere."""
+
+    OP_DSC_FIELD = "instance_name"
+    instance_name: InstanceName
+    instance_uuid: str | None = None
+    disks: list[Annotated[int, Field(ge=0, lt=C.MAX_DISKS)]] | list[
+        tuple[Annotated[int, Field(ge=0, lt=C.MAX_DISKS)], dict[str, Any]]] = \
+        Field(default_factory=list)
+    nodes: list[NodeName] = Field(default_factory=list)
+    node_uuids: list[str] | None = None
+    iallocator: str | None = None
+
+
 class OpInstanceActivateDisks(OpCode):
     OP_DSC_FIELD = "instance_name"
     instance_name: InstanceName

@@ -34,8 +34,8 @@ _GROUPS = {
     "filter": ("corral.cli.filter", "filter_group"),
 }
 # Modules adding commands to a group: failover/migrate/move/evacuate, power/health,
-# list-storage, batch-create.
-_EXTENSIONS = {"instance": ("corral.cli.migration", "corral.cli.batch"),
+# list-storage, batch-create, recreate-disks.
+_EXTENSIONS = {"instance": ("corral.cli.migration", "corral.cli.batch", "corral.cli.recreate"),
                "node": ("corral.cli.migration", "corral.cli.oob", "corral.cli.storage")}
 # Former module attributes of the groups (``main.instance``...).
 _ATTRIBUTES = {attr: name for name, (_, attr) in _GROUPS.items()}

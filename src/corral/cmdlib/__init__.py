@@ -23,6 +23,7 @@ _LU_MODULES = (
     "corral.cmdlib.instance_set_params",
     "corral.cmdlib.instance_query",
     "corral.cmdlib.instance_storage",
+    "corral.cmdlib.instance_recreate",
     "corral.cmdlib.instance_migration",
     "corral.cmdlib.instance_move",
     "corral.cmdlib.node_migration",

@@ -289,3 +289,14 @@ class R_2_instances_name_failover(Resource):
     def PUT(self) -> int:
         return self.submit_from_body("OP_INSTANCE_FAILOVER", self.body,
                                      {"instance_name": self.items[0]})
+
+
+class R_2_instances_name_recreate_disks(Resource):
+    """``/2/instances/[name]/recreate-disks``: OP_INSTANCE_RECREATE_DISKS
+    (body: ``disks``, ``nodes``, ``iallocator``)."""
+
+    NAME = "instances_name_recreate_disks"
+
+    def POST(self) -> int:
+        return self.submit_from_body("OP_INSTANCE_RECREATE_DISKS", self.body,
+                                     {"instance_name": self.items[0]})

@@ -92,6 +92,8 @@ URI_MAP: list[tuple[re.Pattern[str], type[Resource]]] = [
         (rf"^/2/instances/({_NAME})/export$", ri.R_2_instances_name_export),
         (rf"^/2/instances/({_NAME})/migrate$", ri.R_2_instances_name_migrate),
         (rf"^/2/instances/({_NAME})/failover$", ri.R_2_instances_name_failover),
+        (rf"^/2/instances/({_NAME})/recreate-disks$",
+         ri.R_2_instances_name_recreate_disks),
         (rf"^/2/instances/({_NAME})/tags$", ri.R_2_instances_name_tags),
         (r"^/2/filters$", rr.R_2_filters),
         (rf"^/2/filters/({_UUID})$", rr.R_2_filters_uuid),
