@@ -199,7 +199,7 @@ class JobQueue(JobExecutionMixin):
             worker.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
         with self._lock:
             if not self._running:
-                self._store.close()
+                self._store.close()     # writes what is still staged
 
     # ----------------------------------------------------------- submission
 
@@ -278,6 +278,7 @@ class JobQueue(JobExecutionMixin):
             for job_id in ids:
                 job = self._active.get(job_id) or self._cache.get(job_id)
                 if job is not None:
+                    self._settle(job)
                     found[job_id] = job.get_info(fields)
         # Jobs not in memory are finished; they no longer change (except the
         # archived flag), so they are read without holding the queue lock.
@@ -313,6 +314,7 @@ class JobQueue(JobExecutionMixin):
             watch[1] += 1
             try:
                 while True:
+                    self._settle(job)
                     info = json.loads(json.dumps(job.get_info(fields)))
                     entries = job.log_entries(prev_log_serial)
                     if job.calc_status() not in _WATCHED or info != prev_job_info or entries:
@@ -343,6 +345,7 @@ class JobQueue(JobExecutionMixin):
                 if self._store.job_state(job_id) is None:
                     return False, f"Job {job_id} not found"
                 return False, "Job no longer waiting, can't cancel"
+            self._settle(job)
             status = job.calc_status()
             if status == C.JOB_STATUS_QUEUED or job_id in self._parked:
                 self._finish(job, self._first_unfinished(job), C.OP_STATUS_CANCELED,
@@ -425,6 +428,7 @@ class JobQueue(JobExecutionMixin):
                 if self._store.job_state(job_id) is None:
                     return False, f"Job {job_id} not found"
                 return False, f"Job {job_id} is finished"
+            self._settle(job)
             if job.calc_status() == C.JOB_STATUS_CANCELING:
                 return False, f"Job {job_id} is cancelling"
             idxs = [i for i, op in enumerate(job.ops)
@@ -534,9 +538,34 @@ class JobQueue(JobExecutionMixin):
         if watch is not None:
             watch[0].notify_all()
 
-    def _commit(self, job: QueuedJob, op_indexes: list[int] | range) -> None:
-        """Persist a changed job, then make the change visible."""
-        self._store.update_job(job, op_indexes)
+    def _commit(self, job: QueuedJob, op_indexes: list[int] | range,
+                durable: bool = True) -> None:
+        """Persist a changed job, then make the change visible.
+
+        ``durable=False`` only stages the rows (written by the next group
+        commit): for changes a crash may lose, e.g. ``queued`` -> ``waiting``,
+        which recovery treats alike.
+        """
+        if durable:
+            self._store.sync(self._stage(job, op_indexes))
+        else:
+            self._store.stage_job(job, op_indexes)
+        self._publish(job)
+
+    def _stage(self, job: QueuedJob, op_indexes: list[int] | range) -> int:
+        """Stage a change that must be durable before it is seen; its ticket."""
+        job.ticket = self._store.stage_job(job, op_indexes)
+        return job.ticket
+
+    def _settle(self, job: QueuedJob) -> None:
+        """Before reading a job: make its last staged change durable, so
+        nobody sees a state a crash could undo (usually a no-op)."""
+        if not self._store.is_durable(job.ticket):
+            self._store.sync(job.ticket)
+
+    def _publish(self, job: QueuedJob) -> None:
+        """Wake the job's waiters; a finished job leaves the active set and
+        releases the jobs parked on it."""
         self._notify_job(job.id)
         if job.id in self._active and job.is_finalized():
             del self._active[job.id]
