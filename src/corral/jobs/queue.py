@@ -43,6 +43,9 @@ JOB_LOST_MSG = ("Unclean master daemon shutdown: the job was interrupted by a ma
                 " gnt-cluster verify")
 _CACHE_SIZE = 256
 _WATCHED = (C.JOB_STATUS_QUEUED, C.JOB_STATUS_WAITING, C.JOB_STATUS_RUNNING)
+# Seconds wait_for_job_change waits, after a change of a job that has not
+# ended, for more changes to answer with.
+_GATHER_S = 0.02
 
 
 class JobQueue(JobExecutionMixin):
@@ -301,7 +304,8 @@ class JobQueue(JobExecutionMixin):
 
         Returns ``(job_info, log_entries)`` or ``"nochange"`` after ``timeout``
         seconds. A job that is no longer queued/waiting/running answers at
-        once. Raises :class:`errors.JobQueueError` (``ECODE_NOENT``) for an
+        once; after a change of one that is, the answer waits up to 20 ms for
+        more changes, so a burst of them costs the client one round trip. Raises :class:`errors.JobQueueError` (``ECODE_NOENT``) for an
         unknown job. Mirrors LUXI ``WaitForJobChange``.
         """
         check_fields(fields)
@@ -313,15 +317,26 @@ class JobQueue(JobExecutionMixin):
             watch = self._watchers.setdefault(job_id, [threading.Condition(self._lock), 0])
             watch[1] += 1
             try:
+                gather_until: float | None = None
                 while True:
                     self._settle(job)
                     info = json.loads(json.dumps(job.get_info(fields)))
                     entries = job.log_entries(prev_log_serial)
-                    if job.calc_status() not in _WATCHED or info != prev_job_info or entries:
+                    if job.calc_status() not in _WATCHED:
                         return info, entries
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0 or self._stopping:
-                        return "nochange"
+                    now = time.monotonic()
+                    if info != prev_job_info or entries:
+                        # Changes come in bursts (log entries, then a status):
+                        # answer them in one reply rather than one each.
+                        if gather_until is None:
+                            gather_until = min(deadline, now + _GATHER_S)
+                        if now >= gather_until or self._stopping:
+                            return info, entries
+                        remaining = gather_until - now
+                    else:
+                        remaining = deadline - now
+                        if remaining <= 0 or self._stopping:
+                            return "nochange"
                     watch[0].wait(remaining)
             finally:
                 watch[1] -= 1
