@@ -305,7 +305,8 @@ class JobQueue(JobExecutionMixin):
         Returns ``(job_info, log_entries)`` or ``"nochange"`` after ``timeout``
         seconds. A job that is no longer queued/waiting/running answers at
         once; after a change of one that is, the answer waits up to 20 ms for
-        more changes, so a burst of them costs the client one round trip. Raises :class:`errors.JobQueueError` (``ECODE_NOENT``) for an
+        more changes, so a burst of them costs the client one round trip.
+        Raises :class:`errors.JobQueueError` (``ECODE_NOENT``) for an
         unknown job. Mirrors LUXI ``WaitForJobChange``.
         """
         check_fields(fields)
