@@ -15,16 +15,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import statistics
-import tempfile
 import time
 from pathlib import Path
 
 from _common import pid_from_file
-from ganeti_parity import Bench
-
-from corral import devcluster
+from ganeti_parity import bench_cluster
 
 
 def cpu_s(pid: int) -> float:
@@ -40,10 +36,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5, help="shutdown/start pairs")
     parser.add_argument("--nodes", type=int, default=2, help="nodes of the dev cluster")
     args = parser.parse_args()
-    top = Path(tempfile.mkdtemp(prefix="corral-jobcost-", dir="/tmp"))
-    bench = None
-    try:
-        bench = Bench(top, args.nodes, args.runs)
+    with bench_cluster(args.nodes, args.runs, "corral-jobcost-") as bench:
         master = pid_from_file(bench.dev.master.paths.pid_file("masterd"))
         nodeds = [pid_from_file(n.paths.pid_file("noded")) for n in bench.dev.nodes]
 
@@ -79,11 +72,6 @@ def main() -> None:
         line("gnt-instance shutdown/start", 2 * args.runs, start,
              f"median {statistics.median(stops):.3f}/{statistics.median(starts):.3f} s")
         print(f"load average at the end: {os.getloadavg()}")
-    finally:
-        if bench is not None:
-            bench.close()
-        devcluster.down(top, purge=True)
-        shutil.rmtree(top, ignore_errors=True)
 
 
 if __name__ == "__main__":
