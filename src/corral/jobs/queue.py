@@ -471,7 +471,8 @@ class JobQueue(JobExecutionMixin):
     def queue_size(self) -> int:
         """Number of unfinished jobs."""
         with self._lock:
-            return len(self._active)
+            # A job whose end is being stored is still in _active a moment.
+            return sum(1 for job in self._active.values() if not job.is_finalized())
 
     # ------------------------------------------------------------ internals
 
@@ -575,9 +576,12 @@ class JobQueue(JobExecutionMixin):
 
     def _settle(self, job: QueuedJob) -> None:
         """Before reading a job: make its last staged change durable, so
-        nobody sees a state a crash could undo (usually a no-op)."""
+        nobody sees a state a crash could undo (usually a no-op), and publish
+        it if it ended, so what the reader sees holds everywhere."""
         if not self._store.is_durable(job.ticket):
             self._store.sync(job.ticket)
+        if job.id in self._active and job.is_finalized():
+            self._publish(job)
 
     def _publish(self, job: QueuedJob) -> None:
         """Wake the job's waiters; a finished job leaves the active set and
