@@ -26,7 +26,8 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -139,6 +140,22 @@ class Bench:
         self.client.close()
 
 
+@contextmanager
+def bench_cluster(nodes: int, runs: int, prefix: str) -> Iterator[Bench]:
+    """A :class:`Bench` on a new dev cluster below ``/tmp/<prefix>*``,
+    stopped and removed afterwards."""
+    top = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    bench = None
+    try:
+        bench = Bench(top, nodes, runs)
+        yield bench
+    finally:
+        if bench is not None:
+            bench.close()
+        devcluster.down(top, purge=True)
+        shutil.rmtree(top, ignore_errors=True)
+
+
 LIST_FIELDS = ["name", "hypervisor", "os", "pnode", "status", "oper_ram"]
 
 
@@ -166,10 +183,7 @@ def main() -> None:
     args = parser.parse_args()
     runs = args.runs or (3 if args.quick else 5)
     large = args.instances or (1000 if args.quick else 10000)
-    top = Path(tempfile.mkdtemp(prefix="corral-parity-", dir="/tmp"))
-    bench = None
-    try:
-        bench = Bench(top, args.nodes, runs)
+    with bench_cluster(args.nodes, runs, "corral-parity-") as bench:
         print(f"{args.nodes}-node dev cluster, fake hypervisor, load {os.getloadavg()}",
               flush=True)
         bench.row("gnt-instance --help (CLI start)", "0.1", "<= 0.08",
@@ -203,11 +217,6 @@ def main() -> None:
         bench.rss(at)
         report(bench.rows)
         print(f"load average at the end: {os.getloadavg()}")
-    finally:
-        if bench is not None:
-            bench.close()
-        devcluster.down(top, purge=True)
-        shutil.rmtree(top, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -190,3 +190,18 @@ def test_merge_changes() -> None:
     assert {k: sorted(v) for k, v in merged.removes.items()} == {"node": ["n2"],
                                                                  "instance": ["i1"]}
     assert not merged.full
+
+
+def test_commits_in_a_burst_go_out_in_one_batch(setup) -> None:
+    cfg, rpc, repl, (node2, node3, _node4) = setup
+    repl.batch_delay = 0.3
+    repl.start()
+    assert repl.wait_idle(10)
+    first = len(rpc.calls)
+    for i in range(10):
+        _add_tag(cfg, f"b{i}")
+    _wait(lambda: all(_content(r) == _content(cfg) for r in rpc.replicas.values()))
+    assert repl.wait_idle(10)
+    # Ten commits within the batch delay: one delta per candidate, the last serial.
+    assert sorted(rpc.calls[first:]) == sorted(
+        [(node2.uuid, False, cfg.serial_no), (node3.uuid, False, cfg.serial_no)])

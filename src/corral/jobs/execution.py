@@ -63,7 +63,14 @@ class JobExecutionMixin:
     _filter_rules: Callable[[], list[dict[str, Any]]]
 
     # Provided by JobQueue.
-    def _commit(self, job: QueuedJob, op_indexes: list[int] | range) -> None:
+    def _commit(self, job: QueuedJob, op_indexes: list[int] | range,
+                durable: bool = True) -> None:
+        raise NotImplementedError
+
+    def _stage(self, job: QueuedJob, op_indexes: list[int] | range) -> int:
+        raise NotImplementedError
+
+    def _publish(self, job: QueuedJob) -> None:
         raise NotImplementedError
 
     def _finish(self, job: QueuedJob, idx: int, status: str, result: Any) -> None:
@@ -87,7 +94,9 @@ class JobExecutionMixin:
         op.status, op.start_ts = C.OP_STATUS_WAITING, now
         if job.start_ts is None:
             job.start_ts = now
-        self._commit(job, [idx])
+        # Not durable: a crash before the next write leaves it queued, and
+        # recovery requeues a waiting job that never ran all the same.
+        self._commit(job, [idx], durable=False)
 
     # ------------------------------------------------------------ scheduler
 
@@ -197,8 +206,17 @@ class JobExecutionMixin:
                 changed.append(nxt)
             elif nxt >= len(job.ops):
                 job.end_ts = now
-            self._commit(job, changed)
+            ticket = self._stage(job, changed)
+        self._sync_and_publish(job, ticket)
         return True
+
+    def _sync_and_publish(self, job: QueuedJob, ticket: int) -> None:
+        """Wait, without the queue lock, until the staged change is durable
+        (group commit with other jobs), then make it visible. Readers that
+        come meanwhile wait for it too (``JobQueue._settle``)."""
+        self._store.sync(ticket)
+        with self._lock:
+            self._publish(job)
 
     def _check_dependencies(self, job: QueuedJob, op: QueuedOpcode) -> tuple[str | None, str]:
         """``(None, "")`` if the opcode may run, else ``(canceled|error, why)``."""
@@ -230,16 +248,20 @@ class JobExecutionMixin:
     # ------------------------------------------------- OpContext callbacks
 
     def _append_log(self, job: QueuedJob, idx: int, log_type: str, message: Any) -> None:
+        """Add a log entry, visible at once; written without fsync and outside
+        the queue lock, together with the entries of other jobs (it becomes
+        power-loss safe with the next durable write)."""
         try:
             message = json.loads(json.dumps(message))
         except (TypeError, ValueError):
             message = str(message)
         with self._lock:
             entry = [job.log_serial + 1, now_ts(), log_type, message]
-            self._store.add_log(job.id, idx, entry)
             job.log_serial = entry[0]
             job.ops[idx].log.append(entry)
+            self._store.stage_log(job.id, idx, entry)
             self._notify_job(job.id)
+        self._store.write_logs()
 
     def _notify_running(self, job: QueuedJob, idx: int) -> None:
         with self._lock:
@@ -249,7 +271,9 @@ class JobExecutionMixin:
             if op.status != C.OP_STATUS_WAITING:
                 return
             op.status, op.exec_ts = C.OP_STATUS_RUNNING, now_ts()
-            self._commit(job, [idx])
+            ticket = self._stage(job, [idx])
+        # Durable before the LU changes anything: recovery must see it running.
+        self._sync_and_publish(job, ticket)
 
     def _check_canceled(self, job: QueuedJob) -> None:
         with self._lock:

@@ -54,6 +54,9 @@ class QueuedJob:
     end_ts: Timestamp | None = None
     archived: bool = False
     log_serial: int = 0
+    #: Store ticket of the last change that must be durable before anyone
+    #: sees it (:meth:`corral.jobs.store.JobStore.sync`; not stored).
+    ticket: int = field(default=0, repr=False, compare=False)
 
     def calc_status(self) -> str:
         """Job status from the opcode statuses (Ganeti's ``CalcStatus``)."""

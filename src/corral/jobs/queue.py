@@ -43,6 +43,9 @@ JOB_LOST_MSG = ("Unclean master daemon shutdown: the job was interrupted by a ma
                 " gnt-cluster verify")
 _CACHE_SIZE = 256
 _WATCHED = (C.JOB_STATUS_QUEUED, C.JOB_STATUS_WAITING, C.JOB_STATUS_RUNNING)
+# Seconds wait_for_job_change waits, after a change of a job that has not
+# ended, for more changes to answer with.
+_GATHER_S = 0.02
 
 
 class JobQueue(JobExecutionMixin):
@@ -201,7 +204,7 @@ class JobQueue(JobExecutionMixin):
             worker.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
         with self._lock:
             if not self._running:
-                self._store.close()
+                self._store.close()     # writes what is still staged
 
     # ----------------------------------------------------------- submission
 
@@ -280,6 +283,7 @@ class JobQueue(JobExecutionMixin):
             for job_id in ids:
                 job = self._active.get(job_id) or self._cache.get(job_id)
                 if job is not None:
+                    self._settle(job)
                     found[job_id] = job.get_info(fields)
         # Jobs not in memory are finished; they no longer change (except the
         # archived flag), so they are read without holding the queue lock.
@@ -302,7 +306,9 @@ class JobQueue(JobExecutionMixin):
 
         Returns ``(job_info, log_entries)`` or ``"nochange"`` after ``timeout``
         seconds. A job that is no longer queued/waiting/running answers at
-        once. Raises :class:`errors.JobQueueError` (``ECODE_NOENT``) for an
+        once; after a change of one that is, the answer waits up to 20 ms for
+        more changes, so a burst of them costs the client one round trip.
+        Raises :class:`errors.JobQueueError` (``ECODE_NOENT``) for an
         unknown job. Mirrors LUXI ``WaitForJobChange``.
         """
         check_fields(fields)
@@ -314,14 +320,26 @@ class JobQueue(JobExecutionMixin):
             watch = self._watchers.setdefault(job_id, [threading.Condition(self._lock), 0])
             watch[1] += 1
             try:
+                gather_until: float | None = None
                 while True:
+                    self._settle(job)
                     info = json.loads(json.dumps(job.get_info(fields)))
                     entries = job.log_entries(prev_log_serial)
-                    if job.calc_status() not in _WATCHED or info != prev_job_info or entries:
+                    if job.calc_status() not in _WATCHED:
                         return info, entries
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0 or self._stopping:
-                        return "nochange"
+                    now = time.monotonic()
+                    if info != prev_job_info or entries:
+                        # Changes come in bursts (log entries, then a status):
+                        # answer them in one reply rather than one each.
+                        if gather_until is None:
+                            gather_until = min(deadline, now + _GATHER_S)
+                        if now >= gather_until or self._stopping:
+                            return info, entries
+                        remaining = gather_until - now
+                    else:
+                        remaining = deadline - now
+                        if remaining <= 0 or self._stopping:
+                            return "nochange"
                     watch[0].wait(remaining)
             finally:
                 watch[1] -= 1
@@ -345,6 +363,7 @@ class JobQueue(JobExecutionMixin):
                 if self._store.job_state(job_id) is None:
                     return False, f"Job {job_id} not found"
                 return False, "Job no longer waiting, can't cancel"
+            self._settle(job)
             status = job.calc_status()
             if status == C.JOB_STATUS_QUEUED or job_id in self._parked:
                 self._finish(job, self._first_unfinished(job), C.OP_STATUS_CANCELED,
@@ -427,6 +446,7 @@ class JobQueue(JobExecutionMixin):
                 if self._store.job_state(job_id) is None:
                     return False, f"Job {job_id} not found"
                 return False, f"Job {job_id} is finished"
+            self._settle(job)
             if job.calc_status() == C.JOB_STATUS_CANCELING:
                 return False, f"Job {job_id} is cancelling"
             idxs = [i for i, op in enumerate(job.ops)
@@ -482,7 +502,8 @@ class JobQueue(JobExecutionMixin):
     def queue_size(self) -> int:
         """Number of unfinished jobs."""
         with self._lock:
-            return len(self._active)
+            # A job whose end is being stored is still in _active a moment.
+            return sum(1 for job in self._active.values() if not job.is_finalized())
 
     # ------------------------------------------------------------ internals
 
@@ -565,9 +586,37 @@ class JobQueue(JobExecutionMixin):
         if watch is not None:
             watch[0].notify_all()
 
-    def _commit(self, job: QueuedJob, op_indexes: list[int] | range) -> None:
-        """Persist a changed job, then make the change visible."""
-        self._store.update_job(job, op_indexes)
+    def _commit(self, job: QueuedJob, op_indexes: list[int] | range,
+                durable: bool = True) -> None:
+        """Persist a changed job, then make the change visible.
+
+        ``durable=False`` only stages the rows (written by the next group
+        commit): for changes a crash may lose, e.g. ``queued`` -> ``waiting``,
+        which recovery treats alike.
+        """
+        if durable:
+            self._store.sync(self._stage(job, op_indexes))
+        else:
+            self._store.stage_job(job, op_indexes)
+        self._publish(job)
+
+    def _stage(self, job: QueuedJob, op_indexes: list[int] | range) -> int:
+        """Stage a change that must be durable before it is seen; its ticket."""
+        job.ticket = self._store.stage_job(job, op_indexes)
+        return job.ticket
+
+    def _settle(self, job: QueuedJob) -> None:
+        """Before reading a job: make its last staged change durable, so
+        nobody sees a state a crash could undo (usually a no-op), and publish
+        it if it ended, so what the reader sees holds everywhere."""
+        if not self._store.is_durable(job.ticket):
+            self._store.sync(job.ticket)
+        if job.id in self._active and job.is_finalized():
+            self._publish(job)
+
+    def _publish(self, job: QueuedJob) -> None:
+        """Wake the job's waiters; a finished job leaves the active set and
+        releases the jobs parked on it."""
         self._notify_job(job.id)
         if job.id in self._active and job.is_finalized():
             del self._active[job.id]

@@ -8,7 +8,9 @@ candidate except the master through the ``config_update`` RPC.
 
 The store calls the listener inside ``commit``; the listener only queues the
 change, a background thread does the RPCs, so commits never wait for nodes.
-Changes are sent in order (queued ones are merged into one batch). A node
+Changes are sent in order; the thread waits up to ``batch_delay`` seconds
+after the first queued change and merges everything queued by then into one
+batch, so a busy master sends a few RPCs per second, not one per commit. A node
 that has not been brought up to date since this replicator started, or whose
 last update failed, gets a full snapshot (``cfg.export_all()``) instead.
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 from corral.config.changes import ConfigChanges
@@ -29,6 +32,8 @@ log = logging.getLogger(__name__)
 
 # Seconds between retries while some candidate is out of date.
 RETRY_INTERVAL = 30.0
+# Seconds a queued change waits for more to send with it (replica lag bound).
+BATCH_DELAY = 0.05
 
 
 def merge_changes(batch: list[ConfigChanges]) -> ConfigChanges:
@@ -70,10 +75,12 @@ class ConfigReplicator:
     """
 
     def __init__(self, cfg: ConfigStore, rpc: RpcRunner,
-                 retry_interval: float = RETRY_INTERVAL) -> None:
+                 retry_interval: float = RETRY_INTERVAL,
+                 batch_delay: float = BATCH_DELAY) -> None:
         self.cfg = cfg
         self.rpc = rpc
         self.retry_interval = retry_interval
+        self.batch_delay = batch_delay
         self._cond = threading.Condition()
         self._pending: list[ConfigChanges] = []
         self._stopping = False
@@ -105,7 +112,8 @@ class ConfigReplicator:
         with self._cond:
             self._pending.append(changes)
             self._idle.clear()
-            self._cond.notify_all()
+            if len(self._pending) == 1:   # else the thread already knows
+                self._cond.notify_all()
 
     # -- the thread -------------------------------------------------------------------
     def _run(self) -> None:
@@ -122,6 +130,11 @@ class ConfigReplicator:
                     self._cond.wait()
                 else:
                     self._cond.wait(self.retry_interval)
+                if self._pending and not first:
+                    # Let the commits of concurrent jobs join this batch.
+                    deadline = time.monotonic() + self.batch_delay
+                    while not self._stopping and (left := deadline - time.monotonic()) > 0:
+                        self._cond.wait(left)
                 first = False
                 if self._stopping:
                     return

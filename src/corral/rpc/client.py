@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import socket
 import ssl
 import threading
 import zlib
@@ -21,7 +20,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Protocol
 
-import httpx
 from pydantic import BaseModel
 
 from corral import constants as C
@@ -29,6 +27,7 @@ from corral import crypto, errors
 from corral.objects import Cluster, Instance, Node
 from corral.paths import Paths
 from corral.rpc.defs import CALLS
+from corral.rpc.http import ConnectError, ConnectionPool, HttpError, ReadTimeout
 
 log = logging.getLogger(__name__)
 
@@ -157,37 +156,32 @@ def _err_text(err: BaseException) -> str:
     return text if text else type(err).__name__
 
 
-def _post(client: httpx.Client, name: str, host: str, port: int, procedure: str,
+def _post(pool: ConnectionPool, name: str, host: str, port: int, procedure: str,
           body: bytes, timeout: float, node_uuid: str | None = None) -> RpcResult:
     """One HTTP call; every failure becomes a failed :class:`RpcResult`."""
     addr = _format_addr(host, port)
-    url = f"https://{addr}/{procedure}"
     res = RpcResult(node=name, call=procedure, node_uuid=node_uuid)
     try:
-        resp = client.post(url, content=body,
-                           timeout=httpx.Timeout(timeout, connect=C.RPC_CONNECT_TIMEOUT))
-    except (httpx.ConnectError, httpx.ConnectTimeout) as err:
+        resp = pool.post(host, port, f"/{procedure}", body, timeout, C.RPC_CONNECT_TIMEOUT)
+    except ConnectError as err:
         res.fail_msg = f"Error while connecting to node {name} ({addr}): {_err_text(err)}"
         return res
-    except httpx.TimeoutException:
+    except ReadTimeout:
         res.fail_msg = (f"Timeout after {timeout:g} s waiting for node {name} ({addr}) "
                         f"to answer {procedure}")
         return res
-    except (httpx.HTTPError, ssl.SSLError, OSError) as err:
+    except HttpError as err:
         res.fail_msg = f"Error while talking to node {name} ({addr}): {_err_text(err)}"
         return res
-    if resp.status_code != 200:
-        try:
-            detail = resp.json().get("detail", resp.text)
-        except (ValueError, AttributeError):
-            detail = resp.text
-        res.fail_msg = (f"Node {name} ({addr}) answered HTTP {resp.status_code} to "
-                        f"{procedure}: {str(detail)[:500]}")
-        return res
     try:
-        data = resp.json()
+        data = json.loads(resp.body)
     except ValueError:
         data = None
+    if resp.status != 200:
+        detail = data.get("detail", resp.text) if isinstance(data, dict) else resp.text
+        res.fail_msg = (f"Node {name} ({addr}) answered HTTP {resp.status} to "
+                        f"{procedure}: {str(detail)[:500]}")
+        return res
     if not (isinstance(data, list) and len(data) == 2 and isinstance(data[0], bool)):
         res.fail_msg = f"RPC layer error: invalid result from node {name}: {resp.text[:200]!r}"
         return res
@@ -198,18 +192,13 @@ def _post(client: httpx.Client, name: str, host: str, port: int, procedure: str,
     return res
 
 
-def _make_http_client(paths: Paths, ssl_context: ssl.SSLContext | None = None) -> httpx.Client:
+def _make_pool(paths: Paths | None, ssl_context: ssl.SSLContext | None = None
+               ) -> ConnectionPool:
     if ssl_context is None:
+        assert paths is not None
         ssl_context = crypto.client_ssl_context(crypto.load_ca_cert_pem(paths),
                                                 paths.client_cert)
-    limits = httpx.Limits(max_connections=256, max_keepalive_connections=64)
-    # Headers and body go out in two writes: without TCP_NODELAY, Nagle and
-    # the server's delayed ACK add 40 ms to every call.
-    transport = httpx.HTTPTransport(verify=ssl_context, limits=limits, trust_env=False,
-                                    socket_options=[(socket.IPPROTO_TCP,
-                                                     socket.TCP_NODELAY, 1)])
-    return httpx.Client(transport=transport, trust_env=False,
-                        headers={"Content-Type": "application/json"})
+    return ConnectionPool(ssl_context, headers={"Content-Type": "application/json"})
 
 
 # -- clients ------------------------------------------------------------------------------
@@ -230,15 +219,14 @@ class NodeClient:
         self.name = name or host
         self._paths = paths
         self._ssl_context = ssl_context
-        self._client: httpx.Client | None = None
+        self._client: ConnectionPool | None = None
 
     def call(self, procedure: str, args: list[Any] | tuple[Any, ...] = (),
              timeout: float | None = None) -> RpcResult:
         """Call ``procedure`` with positional ``args``; timeout from the defs table."""
         if self._client is None:
             try:
-                self._client = _make_http_client(self._paths,  # type: ignore[arg-type]
-                                                 self._ssl_context)
+                self._client = _make_pool(self._paths, self._ssl_context)
             except (errors.CorralError, ssl.SSLError, OSError) as err:
                 return RpcResult(self.name, procedure,
                                  fail_msg=f"Cannot set up TLS for RPC: {_err_text(err)}")
@@ -270,20 +258,30 @@ class RpcRunner:
     """Master -> nodes RPC (Ganeti's ``RpcRunner``).
 
     ``cfg`` resolves node UUIDs to address and offline flag; ``paths`` gives
-    the client certificate and cluster CA. Thread-safe: jobs share one runner
-    (and one connection pool).
+    the client certificate and cluster CA. Thread-safe: jobs share one runner,
+    its keep-alive connections (:mod:`corral.rpc.http`) and its worker threads.
     """
 
     def __init__(self, cfg: ConfigReader, paths: Paths) -> None:
         self._cfg = cfg
         self._paths = paths
         self._lock = threading.Lock()
-        self._client: httpx.Client | None = None
+        self._client: ConnectionPool | None = None
+        self._workers: ThreadPoolExecutor | None = None
 
-    def _http(self) -> httpx.Client:
+    def _executor(self) -> ThreadPoolExecutor:
+        # Kept for the runner's life: starting threads per call costs more
+        # than the call itself on a small cluster.
+        with self._lock:
+            if self._workers is None:
+                self._workers = ThreadPoolExecutor(max_workers=MAX_PARALLEL,
+                                                   thread_name_prefix="rpc")
+            return self._workers
+
+    def _http(self) -> ConnectionPool:
         with self._lock:
             if self._client is None:
-                self._client = _make_http_client(self._paths)
+                self._client = _make_pool(self._paths)
             return self._client
 
     def reload_certs(self) -> None:
@@ -293,7 +291,13 @@ class RpcRunner:
         if client is not None:
             client.close()
 
-    close = reload_certs
+    def close(self) -> None:
+        """Close the connections and stop the worker threads."""
+        self.reload_certs()
+        with self._lock:
+            workers, self._workers = self._workers, None
+        if workers is not None:
+            workers.shutdown(wait=False)
 
     def call(self, procedure: str, node_uuids: Iterable[str], args: list[Any] | tuple[Any, ...]
              = (), timeout: float | None = None) -> dict[str, RpcResult]:
@@ -356,13 +360,12 @@ class RpcRunner:
             return _post(client, node.name, node.primary_ip, node.noded_port, procedure, body,
                          tmo, node_uuid=uuid)
 
-        if len(todo) == 1:
+        if todo:
+            # The other nodes in the shared workers, the first in this thread.
+            futures = [self._executor().submit(one, item) for item in todo[1:]]
             results[todo[0][0]] = one(todo[0])
-        elif todo:
-            with ThreadPoolExecutor(max_workers=min(len(todo), MAX_PARALLEL),
-                                    thread_name_prefix=f"rpc-{procedure}") as pool:
-                for (uuid, _), res in zip(todo, pool.map(one, todo)):
-                    results[uuid] = res
+            for (uuid, _), future in zip(todo[1:], futures):
+                results[uuid] = future.result()
         return {uuid: results[uuid] for uuid in nodes}
 
     def call_one(self, procedure: str, node_uuid: str, args: list[Any] | tuple[Any, ...] = (),
