@@ -12,6 +12,8 @@ from corral.cli import CorralGroup, get_env, root_option
 from corral.cli import output as o
 
 _NAMES = click.Choice(["noded", "masterd"])
+# The RAPI daemon is started, restarted and stopped by masterd: status only.
+_STATUS_NAMES = click.Choice(["noded", "masterd", "rapi"])
 
 
 @click.group("daemon", cls=CorralGroup)
@@ -56,7 +58,7 @@ def stop(name: str) -> int:
 
 
 @daemon.command("status")
-@click.argument("name", type=_NAMES)
+@click.argument("name", type=_STATUS_NAMES)
 def status(name: str) -> int:
     """Show whether a daemon runs; exit 1 if it does not."""
     from corral import daemons

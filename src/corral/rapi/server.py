@@ -7,8 +7,10 @@ checks per request, as in Ganeti: unknown URI 404, method without handler
 JSON 400, forbidden parameters 403, then the handler. Every answer is JSON;
 errors are ``{"code", "message", "explain"}``.
 
-masterd serves the app over HTTPS (port 5080); handlers call the in-process
-:class:`corral.masterd.master.Master` from a thread pool.
+The RAPI daemon (:mod:`corral.rapi.main`) serves the app over HTTPS (port
+5080); handlers call its :class:`corral.rapi.readmaster.RapiMaster` (or any
+object with :class:`corral.masterd.master.Master`'s methods) from a thread
+pool, after the master's ``refresh()`` when it has one.
 """
 
 from __future__ import annotations
@@ -129,9 +131,13 @@ def _json_response(value: Any) -> Response:
     return Response(json.dumps(value), status_code=200, media_type=HTTP_APP_JSON)
 
 
-def _run_handler(fn: Any, resource: Resource) -> Response:
+def _run_handler(fn: Any, resource: Resource, refresh: Any) -> Response:
     """Run a handler and encode its answer (in a worker thread: big lists
-    must not be encoded on the event loop)."""
+    must not be encoded on the event loop). ``refresh`` (or None) first
+    brings the master's view of the configuration up to date, so a request
+    sees every commit made before it arrived."""
+    if refresh is not None:
+        refresh()
     return _json_response(fn(resource))
 
 
@@ -252,6 +258,7 @@ class RapiApp:
         self.state = SimpleNamespace(master=master, users=UsersFile(paths.rapi_users))
         self.require_authentication = require_authentication
         self.limiters = Limiters()
+        self._refresh = getattr(master, "refresh", None)
         self._writer: QueueListener | None = None
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
@@ -303,7 +310,8 @@ class RapiApp:
                                  items=items, queryargs=queryargs, body=body, user=user)
             resource = cls(ctx)
             resource.check_forbidden()
-            response = await to_thread.run_sync(_run_handler, fn, resource, limiter=limiter)
+            response = await to_thread.run_sync(_run_handler, fn, resource, self._refresh,
+                                                limiter=limiter)
         except Exception as exc:  # noqa: BLE001 - every error becomes an HTTP answer
             err = map_error(exc)
             if err.code >= 500 and err.code != 501:
