@@ -196,24 +196,11 @@ def _cpu_seconds(pid: int) -> float:
 
 
 def _daemon_pids(paths: Any) -> dict[str, list[int]]:
-    """Pids of masterd, of the RAPI processes (masterd's children) and of
-    noded of the master node."""
+    """Pids of masterd, noded and the RAPI processes of the master node."""
     from corral import daemons
 
-    pids = {name: daemons.daemon_pid(paths, name) for name in
-            (daemons.MASTERD, daemons.NODED)}
-    out = {name: [pid] for name, pid in pids.items() if pid is not None}
-    rapi = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-            cmdline = (stat.parent / "cmdline").read_bytes()
-        except (OSError, ValueError, IndexError):
-            continue
-        if ppid == pids[daemons.MASTERD] and b"corral.rapi.main" in cmdline:
-            rapi.append(int(stat.parent.name))
-    out["rapi"] = rapi
-    return out
+    return {name: daemons.all_daemon_pids(paths, name)
+            for name in (daemons.MASTERD, daemons.NODED, daemons.RAPI)}
 
 
 def _machine_idle() -> float:

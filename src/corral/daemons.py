@@ -115,6 +115,16 @@ def daemon_pid(paths: Paths, name: str) -> int | None:
     return None
 
 
+def all_daemon_pids(paths: Paths, name: str) -> list[int]:
+    """Pids of every running ``name`` process of this root, found in /proc
+    (masterd runs several RAPI processes; only one has the pid file)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and is_our_daemon(int(entry.name), paths, name):
+            pids.append(int(entry.name))
+    return sorted(pids)
+
+
 def daemon_running(paths: Paths, name: str) -> bool:
     """True when the ``name`` daemon (``noded``/``masterd``) of this root runs."""
     return daemon_pid(paths, name) is not None

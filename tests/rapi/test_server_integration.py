@@ -234,8 +234,10 @@ def test_access_log(rapi: Rapi) -> None:
     rapi.http.get("/2/info?reason=secretish")
     rapi.http.put("/2/modify", json={"bogus": 1})
     deadline = time.monotonic() + 10     # a writer thread writes the lines
+    paths = rapi.cluster.master_paths
     while True:
-        log = rapi.cluster.master_paths.daemon_log("masterd").read_text()
+        # The RAPI daemon's log (Ganeti: rapi-access.log beside rapi-daemon.log).
+        log = paths.daemon_log("rapi").read_text()
         lines = [line for line in log.splitlines() if "corral.rapi.access" in line]
         if any('"PUT /2/modify" 400' in line for line in lines) or \
                 time.monotonic() > deadline:
@@ -244,7 +246,8 @@ def test_access_log(rapi: Rapi) -> None:
     assert any('writer "GET /2/info" 200' in line for line in lines), lines[-5:]
     assert any('writer "PUT /2/modify" 400' in line for line in lines), lines[-5:]
     assert "secretish" not in log and "bogus" not in "\n".join(lines)
-    assert "uvicorn.access" not in log
+    masterd_log = paths.daemon_log("masterd").read_text()
+    assert "uvicorn.access" not in log and "uvicorn.access" not in masterd_log
 
 
 # -- property-based fuzzing --------------------------------------------------------------

@@ -63,9 +63,14 @@ def status(name: str) -> int:
     """Show whether a daemon runs; exit 1 if it does not."""
     from corral import daemons
 
-    pid = daemons.daemon_pid(get_env().paths, name)
+    paths = get_env().paths
+    pid = daemons.daemon_pid(paths, name)
     if pid is None:
         o.out(f"{name} is not running")
         return 1
+    if name == daemons.RAPI:        # masterd runs several RAPI processes
+        pids = ", ".join(map(str, daemons.all_daemon_pids(paths, name)))
+        o.out(f"{name} is running (pids {pids})")
+        return 0
     o.out(f"{name} is running (pid {pid})")
     return 0

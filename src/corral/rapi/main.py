@@ -31,6 +31,8 @@ import os
 import signal
 import socket
 import sys
+from collections.abc import Iterator
+from typing import Any
 
 import uvicorn
 
@@ -46,6 +48,22 @@ LOG_FORMAT = "%(asctime)s: %(name)s pid=%(process)d %(levelname)s %(message)s"
 # Seconds open requests get when stopping.
 GRACEFUL_SHUTDOWN = 5
 _PR_SET_PDEATHSIG = 1
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, except that a stopping signal only stops serving:
+    uvicorn re-raises it once the server is done, which would kill the
+    process before it removes its pid file and closes its databases."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        stop_signals = (signal.SIGTERM, signal.SIGINT)
+        previous = {sig: signal.signal(sig, self.handle_exit) for sig in stop_signals}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
 
 def die_with_supervisor(supervisor_pid: int) -> None:
@@ -74,9 +92,13 @@ def serve(paths: Paths, sock: socket.socket) -> None:
     host, port = sock.getsockname()[:2]
     log.info("RAPI on https://%s:%d", host, port)
     try:
-        uvicorn.Server(config).run(sockets=[sock])
+        _Server(config).run(sockets=[sock])
     finally:
         master.close()
+
+
+def _exit_on_signal(signum: int, _frame: Any) -> None:
+    raise SystemExit(128 + signum)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -99,6 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     paths = Paths.from_env(args.root)
     setup_daemon_logging(paths.daemon_log(DAEMON_NAME), LOG_FORMAT, args.debug)
     pid_file = paths.pid_file(DAEMON_NAME)
+    # Stopped while starting (before uvicorn handles signals): still clean up.
+    signal.signal(signal.SIGTERM, _exit_on_signal)
     try:
         die_with_supervisor(args.supervisor_pid)
         sock = socket.socket(fileno=args.fd)
