@@ -115,6 +115,14 @@ def daemon_pid(paths: Paths, name: str) -> int | None:
     return None
 
 
+def remove_own_pid_file(path: Path) -> None:
+    """Remove the pid file ``path`` if it holds this process's pid (a file
+    already taken over by a successor stays)."""
+    with contextlib.suppress(FileNotFoundError, ValueError):
+        if int(path.read_text().strip()) == os.getpid():
+            path.unlink()
+
+
 def all_daemon_pids(paths: Paths, name: str) -> list[int]:
     """Pids of every running ``name`` process of this root, found in /proc
     (masterd runs several RAPI processes; only one has the pid file)."""

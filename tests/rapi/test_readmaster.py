@@ -10,20 +10,14 @@ from typing import Any
 
 import httpx
 import pytest
+from cluster_helpers import WRITER, add_write_user, create_body
 
 from corral import constants as C
 from corral import daemons
 
 pytestmark = pytest.mark.integration
 
-WRITER = ("writer", "secret")
 INST = "ryw1"
-
-
-def create_body(name: str) -> dict[str, Any]:
-    return {"__version__": 1, "name": name, "mode": "create", "disk_template": "diskless",
-            "os": "noop", "pnode": "node1", "disks": [], "nics": [], "name_check": False,
-            "ip_check": False, "beparams": {"maxmem": 128, "minmem": 128}}
 
 
 class Rapi:
@@ -52,9 +46,7 @@ class Rapi:
 @pytest.fixture(scope="module")
 def rapi(module_dev_cluster: Any) -> Iterator[Rapi]:
     cluster = module_dev_cluster(1)
-    users = cluster.master_paths.rapi_users
-    users.parent.mkdir(parents=True, exist_ok=True)
-    users.write_text("writer secret write\n")
+    add_write_user(cluster)
     yield Rapi(cluster)
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
+from cluster_helpers import WRITER, add_write_user, create_body
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
@@ -26,15 +27,8 @@ from corral.rapi.server import MAX_BODY_SIZE
 
 pytestmark = pytest.mark.integration
 
-WRITER = ("writer", "secret")
 INST = "inst1"
 NOOP = "noop"
-
-
-def create_body(name: str) -> dict[str, Any]:
-    return {"__version__": 1, "name": name, "mode": "create", "disk_template": "diskless",
-            "os": NOOP, "pnode": "node1", "disks": [], "nics": [], "name_check": False,
-            "ip_check": False, "beparams": {"maxmem": 128, "minmem": 128}}
 
 
 class Rapi:
@@ -80,9 +74,7 @@ class Rapi:
 @pytest.fixture(scope="module")
 def rapi(module_dev_cluster: Any) -> Iterator[Rapi]:
     cluster = module_dev_cluster(1)
-    users = cluster.master_paths.rapi_users
-    users.parent.mkdir(parents=True, exist_ok=True)
-    users.write_text("writer secret write\n")
+    add_write_user(cluster)
     client = Rapi(cluster)
     job = client.http.post("/2/instances", json=create_body(INST)).json()
     assert client.wait_job(job)["status"] == "success"

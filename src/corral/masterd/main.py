@@ -34,6 +34,7 @@ import uvicorn
 
 from corral import errors
 from corral.daemon_log import setup_daemon_logging
+from corral.daemons import remove_own_pid_file
 from corral.masterd import api
 from corral.masterd.context import MasterContext
 from corral.masterd.master import Master
@@ -303,9 +304,7 @@ def main(argv: list[str] | None = None) -> int:
         log.exception("masterd failed")
         raise
     finally:
-        with contextlib.suppress(FileNotFoundError, ValueError):
-            if int(pid_file.read_text().strip()) == os.getpid():
-                pid_file.unlink()
+        remove_own_pid_file(pid_file)
         if threading.active_count() > 1:
             # Job workers still inside an opcode must not keep a stopped
             # daemon alive; their jobs are recovered as lost at next start.

@@ -38,15 +38,14 @@ import uvicorn
 
 from corral import errors
 from corral.daemon_log import setup_daemon_logging
+from corral.daemons import remove_own_pid_file
 from corral.fileio import write_file_atomic
+from corral.masterd.main import GRACEFUL_SHUTDOWN, LOG_FORMAT  # as masterd's
 from corral.paths import Paths
 
 log = logging.getLogger("corral.rapi.daemon")
 
 DAEMON_NAME = "rapi"
-LOG_FORMAT = "%(asctime)s: %(name)s pid=%(process)d %(levelname)s %(message)s"
-# Seconds open requests get when stopping.
-GRACEFUL_SHUTDOWN = 5
 _PR_SET_PDEATHSIG = 1
 
 
@@ -138,9 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         log.exception("RAPI daemon failed")
         raise
     finally:
-        with contextlib.suppress(FileNotFoundError, ValueError):
-            if int(pid_file.read_text().strip()) == os.getpid():
-                pid_file.unlink()
+        remove_own_pid_file(pid_file)
     log.info("RAPI daemon stopped")
     return 0
 
