@@ -10,10 +10,11 @@ from typing import Any
 
 import httpx
 import pytest
-from cluster_helpers import WRITER, add_write_user, create_body
 
 from corral import constants as C
 from corral import daemons
+
+from .cluster_helpers import WRITER, add_write_user, create_body
 
 pytestmark = pytest.mark.integration
 
@@ -52,12 +53,16 @@ def rapi(module_dev_cluster: Any) -> Iterator[Rapi]:
 
 def test_served_by_rapi_processes_not_masterd(rapi: Rapi) -> None:
     paths = rapi.cluster.master_paths
+    assert rapi.request("GET", "/2/info").json()["name"]
     pids = daemons.all_daemon_pids(paths, daemons.RAPI)
     assert len(pids) == 2
+    deadline = time.monotonic() + 10    # worker 0's pid file; the access log's writer
+    while time.monotonic() < deadline and (
+            daemons.daemon_pid(paths, daemons.RAPI) is None or
+            '"GET /2/info" 200' not in paths.daemon_log("rapi").read_text()):
+        time.sleep(0.1)
     assert daemons.daemon_pid(paths, daemons.RAPI) in pids
-    assert rapi.request("GET", "/2/info").json()["name"]
-    log = paths.daemon_log("rapi").read_text()
-    assert '"GET /2/info" 200' in log
+    assert '"GET /2/info" 200' in paths.daemon_log("rapi").read_text()
     assert '"GET /2/info"' not in paths.daemon_log("masterd").read_text()
 
 

@@ -17,13 +17,14 @@ from typing import Any
 
 import httpx
 import pytest
-from cluster_helpers import WRITER, add_write_user, create_body
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from corral import constants as C
 from corral.config import db
 from corral.rapi.server import MAX_BODY_SIZE
+
+from .cluster_helpers import WRITER, add_write_user, create_body
 
 pytestmark = pytest.mark.integration
 
