@@ -11,6 +11,10 @@ Prints throughput and p50/p99 latency per kind next to the reference of
 issue 8 (14 requests/s, median 15 s under 200 readers + 100 creates) as
 ratios. Goal: reads above 500 requests/s with p99 under 1 s.
 
+It also prints the CPU time of masterd, noded and the RAPI processes per
+request, and how idle the machine was (other load included: the figures
+depend on what else runs).
+
 The load runs in ``--procs`` client processes (the client costs CPU too;
 one Python process cannot drive 250 TLS connections at full speed).
 
