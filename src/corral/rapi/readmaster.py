@@ -141,6 +141,15 @@ class RapiMaster(Master):
     def create_join_token(self, ttl: int = 3600) -> str:
         return str(self._forward("create_join_token", ttl))
 
+    # Job filter rules (LUXI ReplaceFilter/DeleteFilter): masterd's queue applies them.
+    def replace_filter(self, uuid: str | None, priority: Any, predicates: Any, action: Any,
+                       reason: Any) -> str:
+        return str(self._forward("call", "ReplaceFilter", uuid, priority, predicates, action,
+                                 reason))
+
+    def delete_filter(self, uuid: str) -> None:
+        self._forward("call", "DeleteFilter", uuid)
+
     def query(self, what: str, fields: list[str], qfilter: Any = None) -> dict[str, Any]:
         """As :meth:`Master.query`; locks are masterd's, so asked there."""
         if what == QR_LOCK:
