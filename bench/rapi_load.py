@@ -11,6 +11,10 @@ Prints throughput and p50/p99 latency per kind next to the reference of
 issue 8 (14 requests/s, median 15 s under 200 readers + 100 creates) as
 ratios. Goal: reads above 500 requests/s with p99 under 1 s.
 
+It also prints the CPU time of masterd, noded and the RAPI processes per
+request, and how idle the machine was (other load included: the figures
+depend on what else runs).
+
 The load runs in ``--procs`` client processes (the client costs CPU too;
 one Python process cannot drive 250 TLS connections at full speed).
 
@@ -195,6 +199,21 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _daemon_pids(paths: Any) -> dict[str, list[int]]:
+    """Pids of masterd, noded and the RAPI processes of the master node."""
+    from corral import daemons
+
+    return {name: daemons.all_daemon_pids(paths, name)
+            for name in (daemons.MASTERD, daemons.NODED, daemons.RAPI)}
+
+
+def _machine_idle() -> float:
+    """Idle CPU seconds of the whole machine since boot (all CPUs)."""
+    with open("/proc/stat") as fh:
+        fields = fh.readline().split()
+    return (int(fields[4]) + int(fields[5])) / os.sysconf("SC_CLK_TCK")
+
+
 def _pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
@@ -256,13 +275,15 @@ def main() -> None:
         per = [(cluster.master.ip, cluster.rapi_port, args.readers // args.procs,
                 args.writers // args.procs, args.duration,
                 f"p{k}", names) for k in range(args.procs)]
-        pid = int(cluster.master_paths.pid_file("masterd").read_text())
-        cpu0 = _cpu_seconds(pid)
+        pids = _daemon_pids(cluster.master_paths)
+        cpu0 = {name: sum(map(_cpu_seconds, group)) for name, group in pids.items()}
+        idle0 = _machine_idle()
         t0 = time.monotonic()
         with multiprocessing.get_context("spawn").Pool(args.procs) as pool:
             results = pool.map(_proc, per)
         elapsed = time.monotonic() - t0
-        cpu = _cpu_seconds(pid) - cpu0
+        cpu = {name: sum(map(_cpu_seconds, group)) - cpu0[name] for name, group in pids.items()}
+        idle = (_machine_idle() - idle0) / elapsed / os.cpu_count()
         lat: dict[str, list[float]] = {}
         errs: dict[str, int] = {}
         for part_lat, part_err, part_jobs in results:
@@ -279,8 +300,14 @@ def main() -> None:
         print(f"reference (issue 8): {REF_RPS:.0f} req/s, median {REF_MEDIAN_S:.0f} s")
         report(lat, errs, args.duration)
         total = sum(len(v) for k, v in lat.items() if not k.startswith("job"))
-        print(f"masterd CPU: {cpu:.1f} s for {total} requests "
-              f"({cpu / max(total, 1) * 1000:.2f} ms per request)")
+        jobs = sum(len(v) for k, v in lat.items() if k.startswith("job"))
+        for name, seconds in cpu.items():
+            procs = f" ({len(pids[name])} processes)" if len(pids[name]) > 1 else ""
+            print(f"{name}{procs} CPU: {seconds:.1f} s ({seconds / elapsed * 100:.0f} % of a core) "
+                  f"for {total} requests ({seconds / max(total, 1) * 1000:.2f} ms per "
+                  f"request) and {jobs} jobs")
+        print(f"machine idle: {idle * 100:.0f} % of {os.cpu_count()} CPUs (other load "
+              "included)")
     finally:
         devcluster.down(cluster.directory, purge=True)
         shutil.rmtree(directory, ignore_errors=True)

@@ -1,4 +1,5 @@
-"""Starting and stopping noded and masterd as background processes.
+"""Starting and stopping noded and masterd (and masterd's RAPI daemon) as
+background processes.
 
 Mirrors ``daemon-util start|stop`` of Ganeti: a daemon runs detached (own
 session, stdin from /dev/null, output appended to its log file), is tracked
@@ -25,9 +26,12 @@ from corral.paths import ENV_ROOT, Paths
 
 NODED = "noded"
 MASTERD = "masterd"
-DAEMONS = (NODED, MASTERD)
-_MODULES = {NODED: "corral.noded.main", MASTERD: "corral.masterd.main"}
-_SCRIPTS = {NODED: "corral-noded", MASTERD: "corral-masterd"}
+# Started, supervised and stopped by masterd (corral.masterd.rapisup).
+RAPI = "rapi"
+DAEMONS = (NODED, MASTERD, RAPI)
+_MODULES = {NODED: "corral.noded.main", MASTERD: "corral.masterd.main",
+            RAPI: "corral.rapi.main"}
+_SCRIPTS = {NODED: "corral-noded", MASTERD: "corral-masterd", RAPI: "corral-rapi"}
 
 START_TIMEOUT = 30.0        # seconds until a daemon must answer
 LOG_TAIL_LINES = 30
@@ -111,6 +115,24 @@ def daemon_pid(paths: Paths, name: str) -> int | None:
     return None
 
 
+def remove_own_pid_file(path: Path) -> None:
+    """Remove the pid file ``path`` if it holds this process's pid (a file
+    already taken over by a successor stays)."""
+    with contextlib.suppress(FileNotFoundError, ValueError):
+        if int(path.read_text().strip()) == os.getpid():
+            path.unlink()
+
+
+def all_daemon_pids(paths: Paths, name: str) -> list[int]:
+    """Pids of every running ``name`` process of this root, found in /proc
+    (masterd runs several RAPI processes; only one has the pid file)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and is_our_daemon(int(entry.name), paths, name):
+            pids.append(int(entry.name))
+    return sorted(pids)
+
+
 def daemon_running(paths: Paths, name: str) -> bool:
     """True when the ``name`` daemon (``noded``/``masterd``) of this root runs."""
     return daemon_pid(paths, name) is not None
@@ -131,9 +153,12 @@ def log_tail(paths: Paths, name: str, lines: int = LOG_TAIL_LINES) -> str:
 
 
 def _spawn(paths: Paths, name: str, args: list[str],
-           env_extra: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-    """Start the daemon detached; it writes its own pid file."""
-    if daemon_running(paths, name):
+           env_extra: dict[str, str] | None = None,
+           pass_fds: tuple[int, ...] = (), check_running: bool = True
+           ) -> subprocess.Popen[bytes]:
+    """Start the daemon detached (with the inherited descriptors
+    ``pass_fds``); it writes its own pid file."""
+    if check_running and daemon_running(paths, name):
         raise errors.CorralError(f"{name} is already running for {paths.root} "
                                  f"(pid {read_pid(paths, name)})", errors.ECODE_STATE)
     paths.log_dir.mkdir(parents=True, exist_ok=True)
@@ -144,7 +169,8 @@ def _spawn(paths: Paths, name: str, args: list[str],
     env.update(env_extra or {})
     with open(paths.daemon_log(name), "ab") as log:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                start_new_session=True, close_fds=True, cwd="/", env=env)
+                                start_new_session=True, close_fds=True, cwd="/", env=env,
+                                pass_fds=pass_fds)
     _children[proc.pid] = proc
     return proc
 
@@ -226,6 +252,20 @@ def start_masterd(paths: Paths, extra_args: list[str] | None = None,
     proc = _spawn(paths, MASTERD, list(extra_args or []))
     _wait_ready(paths, MASTERD, proc, lambda: masterd_answers(paths), timeout)
     return proc.pid
+
+
+def spawn_rapi(paths: Paths, listen_fd: int, worker: int = 0,
+               debug: bool = False) -> subprocess.Popen[bytes]:
+    """Start RAPI process number ``worker`` serving the listening socket
+    ``listen_fd`` for this process (its supervisor: the calling thread must
+    outlive it, see :mod:`corral.rapi.main`); returns at once. Worker 0
+    writes the pid file. Raises ``CorralError`` ECODE_STATE if worker 0 is
+    started while a RAPI daemon of this root runs already."""
+    args = ["--fd", str(listen_fd), "--supervisor-pid", str(os.getpid()),
+            "--worker", str(worker)] + (["--debug"] if debug else [])
+    if worker:
+        return _spawn(paths, RAPI, args, pass_fds=(listen_fd,), check_running=False)
+    return _spawn(paths, RAPI, args, pass_fds=(listen_fd,))
 
 
 # -- stopping -----------------------------------------------------------------------

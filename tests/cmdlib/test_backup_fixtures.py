@@ -200,7 +200,8 @@ class BackupEnv:
         """Transfer processes, OS scripts and anything else started with a path
         of this cluster, except its daemons."""
         daemons = set(processes_below(self.dev.directory, b"corral.noded")) | \
-            set(processes_below(self.dev.directory, b"corral.masterd"))
+            set(processes_below(self.dev.directory, b"corral.masterd")) | \
+            set(processes_below(self.dev.directory, b"corral.rapi.main"))
         return sorted(set(processes_below(self.dev.directory, b"")) - daemons)
 
     def wait_no_strays(self, timeout: float = 20.0) -> list[int]:

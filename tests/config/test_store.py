@@ -12,7 +12,7 @@ from store_helpers import disk_snapshot, make_instance, make_node, make_store, s
 
 from corral import constants as C
 from corral import errors
-from corral.config import ConfigChanges, ConfigStore
+from corral.config import ConfigChanges, ConfigStore, db
 from corral.objects import Cluster, Disk, Instance, Node, NodeGroup
 
 
@@ -49,7 +49,7 @@ def test_create_uses_wal_and_private_file(tmp_path: Path) -> None:
     try:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert conn.execute("SELECT value FROM meta WHERE key='schema_version'"
-                            ).fetchone()[0] == "1"
+                            ).fetchone()[0] == str(db.SCHEMA_VERSION)
     finally:
         conn.close()
     assert path.stat().st_mode & 0o077 == 0
@@ -313,8 +313,11 @@ def test_commit_writes_only_changed_rows(store: ConfigStore) -> None:
     target.beparams = {"maxmem": 256}
     store.commit(update=[target])
 
-    # One instance row and the meta serial row, nothing else.
-    assert conn.total_changes - changes_before == 2
+    # One instance row, the meta serial row and the instance's changelog
+    # entry (written by a trigger), nothing else.
+    assert conn.total_changes - changes_before == 3
+    assert conn.execute("SELECT kind, uuid FROM changelog ORDER BY seq DESC LIMIT 1"
+                        ).fetchone() == ("instance", target.uuid)
     rows_after = dict(conn.execute("SELECT uuid, data FROM instance").fetchall())
     differing = [u for u in rows_before if rows_before[u] != rows_after[u]]
     assert differing == [target.uuid]

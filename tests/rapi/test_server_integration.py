@@ -24,17 +24,12 @@ from corral import constants as C
 from corral.config import db
 from corral.rapi.server import MAX_BODY_SIZE
 
+from .cluster_helpers import WRITER, add_write_user, create_body
+
 pytestmark = pytest.mark.integration
 
-WRITER = ("writer", "secret")
 INST = "inst1"
 NOOP = "noop"
-
-
-def create_body(name: str) -> dict[str, Any]:
-    return {"__version__": 1, "name": name, "mode": "create", "disk_template": "diskless",
-            "os": NOOP, "pnode": "node1", "disks": [], "nics": [], "name_check": False,
-            "ip_check": False, "beparams": {"maxmem": 128, "minmem": 128}}
 
 
 class Rapi:
@@ -80,9 +75,7 @@ class Rapi:
 @pytest.fixture(scope="module")
 def rapi(module_dev_cluster: Any) -> Iterator[Rapi]:
     cluster = module_dev_cluster(1)
-    users = cluster.master_paths.rapi_users
-    users.parent.mkdir(parents=True, exist_ok=True)
-    users.write_text("writer secret write\n")
+    add_write_user(cluster)
     client = Rapi(cluster)
     job = client.http.post("/2/instances", json=create_body(INST)).json()
     assert client.wait_job(job)["status"] == "success"
@@ -248,8 +241,10 @@ def test_access_log(rapi: Rapi) -> None:
     rapi.http.get("/2/info?reason=secretish")
     rapi.http.put("/2/modify", json={"bogus": 1})
     deadline = time.monotonic() + 10     # a writer thread writes the lines
+    paths = rapi.cluster.master_paths
     while True:
-        log = rapi.cluster.master_paths.daemon_log("masterd").read_text()
+        # The RAPI daemon's log (Ganeti: rapi-access.log beside rapi-daemon.log).
+        log = paths.daemon_log("rapi").read_text()
         lines = [line for line in log.splitlines() if "corral.rapi.access" in line]
         if any('"PUT /2/modify" 400' in line for line in lines) or \
                 time.monotonic() > deadline:
@@ -258,7 +253,8 @@ def test_access_log(rapi: Rapi) -> None:
     assert any('writer "GET /2/info" 200' in line for line in lines), lines[-5:]
     assert any('writer "PUT /2/modify" 400' in line for line in lines), lines[-5:]
     assert "secretish" not in log and "bogus" not in "\n".join(lines)
-    assert "uvicorn.access" not in log
+    masterd_log = paths.daemon_log("masterd").read_text()
+    assert "uvicorn.access" not in log and "uvicorn.access" not in masterd_log
 
 
 # -- property-based fuzzing --------------------------------------------------------------

@@ -12,6 +12,8 @@ from corral.cli import CorralGroup, get_env, root_option
 from corral.cli import output as o
 
 _NAMES = click.Choice(["noded", "masterd"])
+# The RAPI daemon is started, restarted and stopped by masterd: status only.
+_STATUS_NAMES = click.Choice(["noded", "masterd", "rapi"])
 
 
 @click.group("daemon", cls=CorralGroup)
@@ -56,14 +58,19 @@ def stop(name: str) -> int:
 
 
 @daemon.command("status")
-@click.argument("name", type=_NAMES)
+@click.argument("name", type=_STATUS_NAMES)
 def status(name: str) -> int:
     """Show whether a daemon runs; exit 1 if it does not."""
     from corral import daemons
 
-    pid = daemons.daemon_pid(get_env().paths, name)
+    paths = get_env().paths
+    pid = daemons.daemon_pid(paths, name)
     if pid is None:
         o.out(f"{name} is not running")
         return 1
+    if name == daemons.RAPI:        # masterd runs several RAPI processes
+        pids = ", ".join(map(str, daemons.all_daemon_pids(paths, name)))
+        o.out(f"{name} is running (pids {pids})")
+        return 0
     o.out(f"{name} is running (pid {pid})")
     return 0

@@ -4,8 +4,14 @@ One table per object kind (``cluster``, ``nodegroup``, ``node``,
 ``instance``) with columns ``uuid`` (primary key), ``name`` (UNIQUE except
 for the cluster), ``serial_no`` and ``data`` (the object's JSON), plus
 ``meta`` (``serial_no`` of the whole config, ``schema_version``,
-``config_version``). Callers hold the store's lock; this module only speaks
-SQL.
+``config_version``), and ``changelog``: one row per written or deleted
+object row (``seq``, ``kind``, ``uuid``), filled by triggers, so a reader in
+another process (the RAPI daemon's :class:`corral.config.view.ConfigView`)
+reloads only the objects changed since the last ``seq`` it saw, whatever
+code path wrote them (commits, replica change sets, full snapshots). The
+oldest entries are pruned (:data:`CHANGELOG_KEEP`); a reader that fell
+further behind reloads everything. Callers hold the store's lock; this
+module only speaks SQL.
 """
 
 from __future__ import annotations
@@ -20,7 +26,11 @@ from corral import constants as C
 from corral import errors
 from corral.config.changes import KIND_CLUSTER, KINDS
 
-SCHEMA_VERSION = 1
+# 1: objects and meta; 2: + changelog and its triggers (migrated by connect()).
+SCHEMA_VERSION = 2
+# Changelog entries kept at least (pruned every CHANGELOG_PRUNE_EVERY inserts).
+CHANGELOG_KEEP = 50000
+CHANGELOG_PRUNE_EVERY = 1024
 
 META_SERIAL = "serial_no"
 META_SCHEMA = "schema_version"
@@ -29,10 +39,14 @@ META_CONFIG_VERSION = "config_version"
 
 def connect(path: Path) -> sqlite3.Connection:
     """Open ``path`` in WAL mode with explicit transactions (autocommit off
-    in Python's sense: ``isolation_level=None``, we issue BEGIN/COMMIT)."""
+    in Python's sense: ``isolation_level=None``, we issue BEGIN/COMMIT).
+    A configuration of an older schema version is migrated (:func:`_migrate`)."""
     try:
         conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False,
                                timeout=30.0)
+    except sqlite3.Error as err:
+        raise errors.ConfigurationError(f"Cannot open configuration {path}: {err}") from err
+    try:
         mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
         if str(mode).lower() != "wal":
             conn.close()
@@ -45,9 +59,52 @@ def connect(path: Path) -> sqlite3.Connection:
         # of the WAL per commit is a price worth paying for durability.
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA foreign_keys=OFF")
+        _migrate(conn)
     except sqlite3.Error as err:
+        conn.close()
         raise errors.ConfigurationError(f"Cannot open configuration {path}: {err}") from err
     return conn
+
+
+def _create_changelog(conn: sqlite3.Connection) -> None:
+    """The changelog table and the triggers filling and pruning it."""
+    conn.execute("CREATE TABLE changelog (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
+                 "kind TEXT NOT NULL, uuid TEXT NOT NULL)")
+    for kind in KINDS:
+        for event, row in (("INSERT", "new"), ("UPDATE", "new"), ("DELETE", "old")):
+            conn.execute(
+                f"CREATE TRIGGER {kind}_{event.lower()}_log AFTER {event} ON {kind} "
+                f"BEGIN INSERT INTO changelog (kind, uuid) VALUES ('{kind}', {row}.uuid); END")
+    conn.execute(
+        "CREATE TRIGGER changelog_prune AFTER INSERT ON changelog "
+        f"WHEN new.seq % {CHANGELOG_PRUNE_EVERY} = 0 BEGIN "
+        f"DELETE FROM changelog WHERE seq <= new.seq - {CHANGELOG_KEEP}; END")
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Bring a configuration of schema version 1 to the current version (in
+    one transaction; a concurrent opener that migrated first wins). A new,
+    empty file (no ``meta`` table yet) and other versions are left alone
+    (:func:`check_schema` refuses unknown versions)."""
+    def version() -> str | None:
+        if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' "
+                        "AND name = 'meta'").fetchone() is None:
+            return None
+        row = conn.execute("SELECT value FROM meta WHERE key = ?", (META_SCHEMA,)).fetchone()
+        return None if row is None else row[0]
+
+    if version() != "1":
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        if version() == "1":
+            _create_changelog(conn)
+            conn.execute("UPDATE meta SET value = ? WHERE key = ?",
+                         (str(SCHEMA_VERSION), META_SCHEMA))
+        conn.execute("COMMIT")
+    except BaseException:
+        rollback(conn)
+        raise
 
 
 def create_schema(conn: sqlite3.Connection) -> None:
@@ -59,6 +116,7 @@ def create_schema(conn: sqlite3.Connection) -> None:
         conn.execute(
             f"CREATE TABLE {kind} (uuid TEXT PRIMARY KEY, name TEXT{unique}, "
             "serial_no INTEGER NOT NULL, data TEXT NOT NULL)")
+    _create_changelog(conn)
     conn.executemany("INSERT INTO meta (key, value) VALUES (?, ?)", [
         (META_SERIAL, "0"),
         (META_SCHEMA, str(SCHEMA_VERSION)),
@@ -84,6 +142,39 @@ def iter_rows(conn: sqlite3.Connection, kind: str) -> Iterator[dict[str, Any]]:
     """Every stored object of ``kind`` as a dict."""
     for (data,) in conn.execute(f"SELECT data FROM {kind}"):
         yield json.loads(data)
+
+
+def changed_since(conn: sqlite3.Connection, seq: int
+                  ) -> tuple[int, list[tuple[str, str]] | None]:
+    """The changelog after ``seq``: ``(last seq, [(kind, uuid)] in order)``,
+    or ``(last seq, None)`` when entries after ``seq`` were pruned (the
+    caller must reload everything). Call inside a read transaction, together
+    with the reads of the objects, so both see one snapshot."""
+    first, last = conn.execute("SELECT min(seq), max(seq) FROM changelog").fetchone()
+    if last is None or last <= seq:
+        return max(seq, last or 0), []
+    if first > seq + 1:
+        return last, None
+    rows = conn.execute("SELECT kind, uuid FROM changelog WHERE seq > ? ORDER BY seq",
+                        (seq,)).fetchall()
+    return last, [(kind, uuid) for kind, uuid in rows]
+
+
+def last_change(conn: sqlite3.Connection) -> int:
+    """The newest changelog ``seq`` (0 when empty)."""
+    return conn.execute("SELECT coalesce(max(seq), 0) FROM changelog").fetchone()[0]
+
+
+def read_row(conn: sqlite3.Connection, kind: str, uuid: str) -> dict[str, Any] | None:
+    """The stored object ``uuid`` of ``kind`` as a dict, None if absent."""
+    row = conn.execute(f"SELECT data FROM {kind} WHERE uuid = ?", (uuid,)).fetchone()
+    return None if row is None else json.loads(row[0])
+
+
+def read_serial(conn: sqlite3.Connection) -> int:
+    """The config-wide serial number as stored."""
+    row = conn.execute("SELECT value FROM meta WHERE key = ?", (META_SERIAL,)).fetchone()
+    return int(row[0]) if row else 0
 
 
 def encode(data: dict[str, Any]) -> str:

@@ -1,15 +1,18 @@
 """``corral-masterd``: the master daemon process (runs in the foreground).
 
-Mirrors ``ganeti-luxid`` + ``ganeti-wconfd`` + ``ganeti-rapi``: opens the
-config store, recovers and starts the job queue, and serves the client API
-(unix socket ``paths.master_socket``, mode 0600) and RAPI (HTTPS on the
-master's primary IP, port ``cluster.rapi_port``) in one asyncio loop.
-SIGTERM/SIGINT stop both servers, then the queue; the socket and pid file
-are removed. Jobs still running when the process dies are recovered as
+Mirrors ``ganeti-luxid`` + ``ganeti-wconfd``: opens the config store,
+recovers and starts the job queue, and serves the client API (unix socket
+``paths.master_socket``, mode 0600). RAPI (Ganeti's ``ganeti-rapi``) is a
+separate process, :mod:`corral.rapi.main`: masterd binds its port (HTTPS on
+the master's primary IP, port ``cluster.rapi_port``), starts it and restarts
+it when it exits (:mod:`corral.masterd.rapisup`). SIGTERM/SIGINT stop the
+client API server, the RAPI processes, then the queue; the socket and pid
+file are removed. Jobs still running when the process dies are recovered as
 failed (``JobLost``) at the next start, jobs that had not started are run,
 and instances left half-created are removed (:mod:`corral.masterd.reconcile`).
 
-Usage: ``corral-masterd --root DIR [--rapi-bind ADDR] [--rapi-port N] [--no-rapi]``
+Usage: ``corral-masterd --root DIR [--rapi-bind ADDR] [--rapi-port N]
+[--rapi-workers N] [--no-rapi]``
 """
 
 from __future__ import annotations
@@ -31,9 +34,11 @@ import uvicorn
 
 from corral import errors
 from corral.daemon_log import setup_daemon_logging
+from corral.daemons import remove_own_pid_file
 from corral.masterd import api
 from corral.masterd.context import MasterContext
 from corral.masterd.master import Master
+from corral.masterd.rapisup import DEFAULT_WORKERS, RapiSupervisor, bind_rapi_socket
 from corral.paths import Paths
 
 log = logging.getLogger("corral.masterd")
@@ -136,24 +141,18 @@ def check_master(paths: Paths, cfg: Any) -> None:
                                  errors.ECODE_STATE)
 
 
-def _rapi_server(master: Master, paths: Paths, bind: str | None,
-                 port: int | None) -> uvicorn.Server | None:
-    """The RAPI server, or None when the RAPI module is not available."""
-    try:
-        from corral.rapi.server import create_app
-    except ImportError as exc:
-        log.error("RAPI not started: %s", exc)
-        return None
-    cfg = master.context.cfg
-    cluster = cfg.get_cluster()
+def _rapi_socket(cfg: Any, bind: str | None, port: int | None) -> socket.socket:
+    """The listening RAPI socket (master's primary IP, cluster's RAPI port
+    unless given); ``CorralError`` ECODE_ENVIRON if it cannot be bound."""
     host = bind or cfg.get_master_node().primary_ip
-    config = uvicorn.Config(create_app(master, paths), host=host,
-                            port=port or cluster.rapi_port,
-                            ssl_certfile=str(paths.rapi_cert), ssl_keyfile=str(paths.rapi_cert),
-                            log_config=None, access_log=True, lifespan="on",
-                            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN)
-    log.info("RAPI on https://%s:%d", host, config.port)
-    return _Server(config)
+    port = port or cfg.get_cluster().rapi_port
+    try:
+        sock = bind_rapi_socket(host, port)
+    except OSError as err:
+        raise errors.CorralError(f"Cannot listen for RAPI on {host}:{port}: {err}",
+                                 errors.ECODE_ENVIRON) from err
+    log.info("RAPI on https://%s:%d", host, port)
+    return sock
 
 
 async def _serve_all(servers: list[tuple[uvicorn.Server, list[socket.socket] | None]]) -> bool:
@@ -185,7 +184,8 @@ async def _serve_all(servers: list[tuple[uvicorn.Server, list[socket.socket] | N
     return not failed
 
 
-def run(paths: Paths, rapi_bind: str | None, rapi_port: int | None, no_rapi: bool) -> int:
+def run(paths: Paths, rapi_bind: str | None, rapi_port: int | None, no_rapi: bool,
+        rapi_workers: int = DEFAULT_WORKERS, debug: bool = False) -> int:
     """Wire the daemon together and serve until stopped; returns the exit code."""
     from corral.config import ConfigStore
     from corral.jobs import JobQueue
@@ -222,7 +222,14 @@ def run(paths: Paths, rapi_bind: str | None, rapi_port: int | None, no_rapi: boo
     freezer = ConfigFreezer()
     cfg.add_listener(freezer.on_change)
     tune()              # the loaded configuration: out of the collector's way
-    sock = bind_unix_socket(paths.master_socket)
+    rapi_sock = None if no_rapi else _rapi_socket(cfg, rapi_bind, rapi_port)
+    rapi: RapiSupervisor | None = None
+    try:
+        sock = bind_unix_socket(paths.master_socket)
+    except BaseException:
+        if rapi_sock is not None:
+            rapi_sock.close()
+        raise
     try:
         freezer.start()
         replicator.start()
@@ -234,12 +241,16 @@ def run(paths: Paths, rapi_bind: str | None, rapi_port: int | None, no_rapi: boo
                                     timeout_graceful_shutdown=GRACEFUL_SHUTDOWN)
         servers: list[tuple[uvicorn.Server, list[socket.socket] | None]] = [
             (_Server(api_config), [sock])]
-        if not no_rapi:
-            rapi = _rapi_server(master, paths, rapi_bind, rapi_port)
-            if rapi is not None:
-                servers.append((rapi, None))
+        if rapi_sock is not None:
+            rapi = RapiSupervisor(paths, rapi_sock, workers=rapi_workers, debug=debug)
+            rapi.start()
         ok = asyncio.run(_serve_all(servers))
     finally:
+        if rapi is not None:
+            log.info("Stopping the RAPI daemon")
+            rapi.stop()
+        if rapi_sock is not None:
+            rapi_sock.close()
         sock.close()
         with contextlib.suppress(FileNotFoundError):
             paths.master_socket.unlink()
@@ -263,6 +274,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="RAPI address (default: the master's primary IP)")
     parser.add_argument("--rapi-port", type=int, default=None,
                         help="RAPI port (default: the cluster's rapi_port)")
+    parser.add_argument("--rapi-workers", type=int, default=None,
+                        help="RAPI processes sharing the RAPI port (default 2)")
     parser.add_argument("--no-rapi", action="store_true", help="do not serve RAPI")
     parser.add_argument("-d", "--debug", action="store_true", help="debug logging")
     return parser.parse_args(argv)
@@ -282,7 +295,9 @@ def main(argv: list[str] | None = None) -> int:
     log.info("masterd starting (root %s)", paths.root)
     code = 1
     try:
-        code = run(paths, args.rapi_bind, args.rapi_port, args.no_rapi)
+        code = run(paths, args.rapi_bind, args.rapi_port, args.no_rapi,
+                   rapi_workers=max(1, args.rapi_workers or DEFAULT_WORKERS),
+                   debug=args.debug)
         return code
     except errors.CorralError as err:
         log.error("masterd failed: %s", err)
@@ -292,9 +307,7 @@ def main(argv: list[str] | None = None) -> int:
         log.exception("masterd failed")
         raise
     finally:
-        with contextlib.suppress(FileNotFoundError, ValueError):
-            if int(pid_file.read_text().strip()) == os.getpid():
-                pid_file.unlink()
+        remove_own_pid_file(pid_file)
         if threading.active_count() > 1:
             # Job workers still inside an opcode must not keep a stopped
             # daemon alive; their jobs are recovered as lost at next start.
