@@ -210,6 +210,9 @@ def query_dicts(master: Any, what: str, fields: tuple[str, ...] | list[str],
     asked = [f for f in fields if f in known]
     result = master.query(what, asked, names or None)
     rows = result["data"] if isinstance(result, dict) else result
+    if len(asked) == len(fields):       # all known: one dict per row, nothing to add
+        return [{f: (v if status == 0 else None) for f, (status, v) in zip(asked, row)}
+                for row in rows]
     out = []
     for row in rows:
         values = {f: (v if status == 0 else None) for f, (status, v) in zip(asked, row)}
