@@ -275,7 +275,8 @@ def instance_fields() -> dict[str, FieldDef]:
         _f("pnode.group.uuid", "PrimaryNodeGroupUUID", "text",
            "Primary node's group UUID", pnode_group("uuid")),
         _f("snodes", "Secondary_Nodes", "other", "Secondary nodes; usually this will just "
-           "be one node", lambda ctx, i: [ctx.node_name(n) for n in i.secondary_nodes]),
+           "be one node", lambda ctx, i: [ctx.node_name(n) for n in i.secondary_nodes]
+           if i.disks else []),
         _f("snodes.group", "SecondaryNodesGroups", "other", "Node groups of secondary "
            "nodes", snodes_groups("name")),
         _f("snodes.group.uuid", "SecondaryNodesGroupsUUID", "other", "Node group UUIDs "
