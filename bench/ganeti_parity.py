@@ -16,6 +16,7 @@ uses 3 runs per row and N=1000. The fill stops when ``--fill-budget``
 seconds are spent; then the large rows run at what was reached (printed).
 
     .venv/bin/python bench/ganeti_parity.py [--quick] [--instances N] [--nodes 2]
+        [--only list,rapi,rss]
 """
 
 from __future__ import annotations
@@ -157,6 +158,8 @@ def bench_cluster(nodes: int, runs: int, prefix: str) -> Iterator[Bench]:
 
 
 LIST_FIELDS = ["name", "hypervisor", "os", "pnode", "status", "oper_ram"]
+# Row groups of --only.
+ROW_GROUPS = ("cli", "add", "list", "rapi", "ops", "rss")
 
 
 def report(rows: list[tuple[str, str, str, list[float], str]]) -> None:
@@ -178,6 +181,8 @@ def main() -> None:
     parser.add_argument("--instances", type=int, help="size of the large rows (10000)")
     parser.add_argument("--nodes", type=int, default=2, help="nodes of the dev cluster")
     parser.add_argument("--runs", type=int, help="runs per row (5; --quick: 3)")
+    parser.add_argument("--only", help="comma list of row groups to time: "
+                        f"{','.join(ROW_GROUPS)} (default: all; bulk creates always run)")
     parser.add_argument("--fill-budget", type=float, default=540,
                         help="seconds allowed for filling to --instances")
     args = parser.parse_args()
@@ -186,35 +191,48 @@ def main() -> None:
     with bench_cluster(args.nodes, runs, "corral-parity-") as bench:
         print(f"{args.nodes}-node dev cluster, fake hypervisor, load {os.getloadavg()}",
               flush=True)
-        bench.row("gnt-instance --help (CLI start)", "0.1", "<= 0.08",
-                  bench.times(lambda: bench.gnt("gnt-instance", "--help")))
-        per_call = bench.times(bench.add_cli)
-        bench.row("gnt-instance add, empty", "0.78", "<= 0.12", per_call)
-        t0 = time.perf_counter()
-        while bench.count < 50:
-            bench.add_cli()
-        rate = (50 - runs) / (time.perf_counter() - t0)
-        bench.row("50 creates, one per CLI call", "1.8", ">= 15", [rate], "/s")
-        bench.list_rows("50 instances", "0.19", "<= 0.1")
+        only = set(args.only.split(",")) if args.only else set(ROW_GROUPS)
+        if "cli" in only:
+            bench.row("gnt-instance --help (CLI start)", "0.1", "<= 0.08",
+                      bench.times(lambda: bench.gnt("gnt-instance", "--help")))
+        if "add" in only:
+            per_call = bench.times(bench.add_cli)
+            bench.row("gnt-instance add, empty", "0.78", "<= 0.12", per_call)
+            t0 = time.perf_counter()
+            while bench.count < 50:
+                bench.add_cli()
+            rate = (50 - runs) / (time.perf_counter() - t0)
+            bench.row("50 creates, one per CLI call", "1.8", ">= 15", [rate], "/s")
+        else:
+            bench.fill(50, time.monotonic() + 3600)
+        if "list" in only:
+            bench.list_rows("50 instances", "0.19", "<= 0.1")
         rate = bench.fill(500, time.monotonic() + 3600)
         bench.row("creates in bulk, 50 -> 500", "1.55", ">= 150", [rate], "/s")
-        bench.list_rows("500 instances", "0.23", "<= 0.1")
-        bench.rapi_bulk("500 instances", "0.15", "<= 0.05")
-        stops, starts = [], []
-        for _ in range(runs):
-            stops += timed(lambda: bench.gnt("gnt-instance", "shutdown", "i7"), 1)
-            starts += timed(lambda: bench.gnt("gnt-instance", "start", "i7"), 1)
-        bench.row("gnt-instance shutdown, 500 instances", "0.66", "<= 0.1", stops)
-        bench.row("gnt-instance start, 500 instances", "0.66", "<= 0.1", starts)
-        bench.rss("500 instances")
+        if "list" in only:
+            bench.list_rows("500 instances", "0.23", "<= 0.1")
+        if "rapi" in only:
+            bench.rapi_bulk("500 instances", "0.15", "<= 0.05")
+        if "ops" in only:
+            stops, starts = [], []
+            for _ in range(runs):
+                stops += timed(lambda: bench.gnt("gnt-instance", "shutdown", "i7"), 1)
+                starts += timed(lambda: bench.gnt("gnt-instance", "start", "i7"), 1)
+            bench.row("gnt-instance shutdown, 500 instances", "0.66", "<= 0.1", stops)
+            bench.row("gnt-instance start, 500 instances", "0.66", "<= 0.1", starts)
+        if "rss" in only:
+            bench.rss("500 instances")
         before = bench.count
         rate = bench.fill(large, time.monotonic() + args.fill_budget)
         bench.row(f"creates in bulk, {before} -> {bench.count}", "1.55", ">= 150",
                   [rate], "/s")
         at = f"{bench.count} instances"
-        bench.list_rows(at, "", "<= 0.3", "", "<= 0.15")
-        bench.rapi_bulk(at, "", "<= 0.6")
-        bench.rss(at)
+        if "list" in only:
+            bench.list_rows(at, "", "<= 0.3", "", "<= 0.15")
+        if "rapi" in only:
+            bench.rapi_bulk(at, "", "<= 0.6")
+        if "rss" in only:
+            bench.rss(at)
         report(bench.rows)
         print(f"load average at the end: {os.getloadavg()}")
 

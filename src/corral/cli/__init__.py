@@ -254,11 +254,9 @@ def print_rows(fdefs: list[dict[str, Any]], rows: list[list[list[Any]]],
     if opts.get("output_format") == "json":
         output.out(output.query_json(fdefs, rows))
         return
-    for line in output.format_query_table(fdefs, rows, headers=not opts.get("no_headers"),
-                                          separator=opts.get("separator"),
-                                          units=opts.get("units"),
-                                          verbose=bool(opts.get("verbose"))):
-        output.out(line)
+    output.print_lines(output.format_query_table(
+        fdefs, rows, headers=not opts.get("no_headers"), separator=opts.get("separator"),
+        units=opts.get("units"), verbose=bool(opts.get("verbose"))))
 
 
 def query_rows(what: str, fields: list[str], names: list[str] | None = None

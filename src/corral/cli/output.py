@@ -15,7 +15,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, NoReturn
 
 import click
@@ -128,15 +128,23 @@ def generate_table(headers: list[str] | None, rows: list[list[str]],
         return [separator.join(r) for r in all_rows]
     if not all_rows:
         return []
-    ncols = len(all_rows[0])
-    widths = [max(len(r[i]) for r in all_rows) for i in range(ncols)]
-    lines = []
-    for r in all_rows:
-        cells = []
-        for i, cell in enumerate(r):
-            cells.append(cell.rjust(widths[i]) if right[i] else cell.ljust(widths[i]))
-        lines.append(" ".join(cells).rstrip())
-    return lines
+    widths = [max(map(len, column)) for column in zip(*all_rows)]
+    # One format string for every line (10,000 lines for a large list).
+    pattern = " ".join(f"{{:{'>' if r else '<'}{w}}}" for r, w in zip(right, widths))
+    return [pattern.format(*r).rstrip() for r in all_rows]
+
+
+def _cell_formatter(kind: str, units: str, verbose: bool) -> Callable[[list[Any]], str]:
+    """A function from a ``[status, value]`` cell to its text for one column;
+    a normal text value is the common case and costs one test."""
+    plain_str = kind in (QFT_TEXT, QFT_OTHER, QFT_UNKNOWN)   # a str prints as itself
+
+    def fmt(cell: list[Any]) -> str:
+        status, value = cell
+        if plain_str and status == RS_NORMAL and type(value) is str:
+            return value
+        return format_cell(status, value, kind, units, verbose)
+    return fmt
 
 
 def format_query_table(fdefs: list[dict[str, Any]], rows: list[list[list[Any]]],
@@ -150,11 +158,18 @@ def format_query_table(fdefs: list[dict[str, Any]], rows: list[list[list[Any]]],
     """
     if units is None:
         units = "h" if separator is None else "m"
-    cells = [[format_cell(st, val, f.get("kind", QFT_OTHER), units, verbose)
-              for f, (st, val) in zip(fdefs, row)] for row in rows]
+    fmts = [_cell_formatter(f.get("kind", QFT_OTHER), units, verbose) for f in fdefs]
+    cells = [[fmt(cell) for fmt, cell in zip(fmts, row)] for row in rows]
     head = [str(f.get("title") or f["name"]) for f in fdefs] if headers else None
     right = [f.get("kind") in _RIGHT_ALIGNED for f in fdefs]
     return generate_table(head, cells, right, separator)
+
+
+def print_lines(lines: list[str]) -> None:
+    """Print ``lines`` with one write (a click.echo per line took half of
+    listing 10,000 instances)."""
+    if lines:
+        out("\n".join(lines))
 
 
 def query_json(fdefs: list[dict[str, Any]], rows: list[list[list[Any]]]) -> str:

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Any, Self
 
 from corral import constants as C
-from corral import errors
+from corral import errors, wirejson
 from corral.paths import ENV_ROOT, Paths
 
 DEFAULT_TIMEOUT = 60.0          # seconds, for one request
@@ -104,7 +104,7 @@ class MasterClient:
         finally:
             conn.close()
         try:
-            reply = json.loads(data)
+            reply = wirejson.loads(data)
             success, result = reply["success"], reply["result"]
         except (ValueError, KeyError, TypeError):
             raise errors.CorralError(

@@ -13,12 +13,14 @@ from __future__ import annotations
 import logging
 import operator
 import re
+import threading
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from corral import constants as C
 from corral import errors
-from corral.masterd.livecache import LiveDataCache
+from corral.masterd.livecache import LIVE_DATA_TTL, LiveDataCache
 
 if TYPE_CHECKING:
     from corral.jobs import JobQueue
@@ -28,8 +30,11 @@ log = logging.getLogger(__name__)
 
 # WaitForJobChange blocks a server thread; never longer than this (seconds).
 MAX_WAIT_FOR_JOB_CHANGE = 30.0
-# Query results kept for reuse (see Master._rows); emptied when full.
-ROWS_CACHE_SIZE = 64
+# Query results kept for reuse (see Master._rows), in cells (rows x fields)
+# over all entries: room for lists of 10,000 instances, not for a
+# 35-field RAPI bulk result of that size (~30 MiB that could only be reused
+# within the live data's quarter of a second).
+ROWS_CACHE_CELLS = 250_000
 # Default lifetime of a node join token (seconds).
 DEFAULT_JOIN_TOKEN_TTL = 3600
 
@@ -225,6 +230,59 @@ def _compile(f: Any, used: list[str]) -> Predicate:
     return lambda row: row[field_name][0] == RS_NORMAL and test(row[field_name][1])
 
 
+class _RowsCache:
+    """Query rows by (resource, fields, names), valid for one config serial
+    and one live data snapshot, bounded by ``max_cells`` in all.
+
+    Entries of another serial, and entries with live data older than the
+    live cache's TTL (a new snapshot is gathered then, so they cannot match
+    again), are dropped at every access; the oldest go first when full.
+    """
+
+    def __init__(self, max_cells: int) -> None:
+        self.max_cells = max_cells
+        self._lock = threading.Lock()
+        # key -> (serial, live data or None, rows, cells, monotonic time stored)
+        self._entries: dict[tuple[Any, ...], tuple[int, Any, list[Any], int, float]] = {}
+        self._cells = 0
+
+    def _prune(self, serial: int) -> None:
+        too_old = time.monotonic() - LIVE_DATA_TTL
+        for key, (e_serial, live, _rows, cells, stored) in list(self._entries.items()):
+            if e_serial != serial or (live is not None and stored < too_old):
+                del self._entries[key]
+                self._cells -= cells
+
+    def get(self, key: tuple[Any, ...], serial: int, live: Any) -> list[Any] | None:
+        with self._lock:
+            self._prune(serial)
+            entry = self._entries.get(key)
+        if entry is not None and entry[1] is live:
+            return entry[2]
+        return None
+
+    def put(self, key: tuple[Any, ...], serial: int, live: Any, rows: list[Any],
+            cells: int) -> None:
+        if cells > self.max_cells:
+            return
+        with self._lock:
+            self._prune(serial)
+            old = self._entries.pop(key, None)
+            if old is not None:
+                self._cells -= old[3]
+            while self._entries and self._cells + cells > self.max_cells:
+                oldest = next(iter(self._entries))
+                self._cells -= self._entries.pop(oldest)[3]
+            # The entry holds ``live`` itself, so its identity cannot be reused.
+            self._entries[key] = (serial, live, rows, cells, time.monotonic())
+            self._cells += cells
+
+    @property
+    def cells(self) -> int:
+        """Cells held now."""
+        return self._cells
+
+
 class Master:
     """The LUXI-equivalent operations of masterd (all methods are thread-safe
     and may block, so servers call them from a thread pool)."""
@@ -233,7 +291,9 @@ class Master:
         self.context = context
         self._live = LiveDataCache()
         self._field_defs_cache: dict[str, dict[str, dict[str, Any]]] = {}
-        self._rows_cache: dict[tuple[Any, ...], tuple[int, Any, list[Any]]] = {}
+        self._rows_cache = _RowsCache(ROWS_CACHE_CELLS)
+        from corral.query import FilledParams
+        self._params = FilledParams()
 
     # -- helpers ------------------------------------------------------------------
     @property
@@ -342,11 +402,12 @@ class Master:
         rows = self._rows(what, wanted, names)
         if predicate is not None:
             rows = [row for row in rows if predicate(dict(zip(wanted, row)))]
-        # One list per cell (JSON arrays), built once: at 10,000 rows the
-        # wrapping allocations dominated the query.
+        # Cells are (status, value) tuples (JSON arrays); rows may be shared
+        # with the rows cache and other readers: read-only.
         n = len(fields)
-        return {"fields": [defs.get(f) or _unknown_field(f) for f in fields],
-                "data": [[[status, value] for status, value in row[:n]] for row in rows]}
+        if n < len(wanted):
+            rows = [row[:n] for row in rows]
+        return {"fields": [defs.get(f) or _unknown_field(f) for f in fields], "data": rows}
 
     def query_fields(self, what: str, fields: list[str] | None = None) -> dict[str, Any]:
         """Field definitions (``QueryFields``): ``{"fields": [{name, title,
@@ -406,14 +467,10 @@ class Master:
         # The rows only depend on the config (serial) and the live data: many
         # readers asking the same between two commits share one evaluation.
         key = (what, tuple(fields), tuple(names) if names else None)
-        cached = self._rows_cache.get(key)
-        if cached is not None and cached[0] == serial and cached[1] is live:
-            return cached[2]
-        rows = [list(row) for row in q.query(what, self.cfg, fields, names, live)]
-        if len(self._rows_cache) >= ROWS_CACHE_SIZE:
-            self._rows_cache.clear()
-        # The entry holds ``live`` itself, so its identity cannot be reused.
-        self._rows_cache[key] = (serial, live, rows)
+        rows = self._rows_cache.get(key, serial, live)
+        if rows is None:
+            rows = q.query(what, self.cfg, fields, names, live, self._params)
+            self._rows_cache.put(key, serial, live, rows, len(rows) * len(fields))
         return rows
 
     def _job_rows(self, fields: list[str], names: list[str] | None

@@ -42,9 +42,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from fastapi import FastAPI, WebSocket
+from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
-from starlette.websockets import WebSocketDisconnect, WebSocketState
+from starlette.routing import WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from corral import errors
 from corral.hypervisor.kvm.runtime import RuntimeDirs
@@ -391,15 +392,15 @@ def _int_arg(websocket: WebSocket, name: str, default: int, low: int, high: int)
     return value
 
 
-def add_console_route(app: FastAPI, paths: Paths,
+def add_console_route(app: Starlette, paths: Paths,
                       refuse: Callable[[], str | None] | None = None) -> ConsoleService:
     """Serve :data:`CONSOLE_PATH` on ``app`` (joined mode only: the route
     relies on the listener's client-certificate check). ``refuse`` returns a
     reason to refuse new sessions (noded switching mode), or None."""
     service = ConsoleService(paths, refuse)
 
-    async def console(websocket: WebSocket, instance: str) -> None:
-        await service.serve(websocket, instance)
+    async def console(websocket: WebSocket) -> None:
+        await service.serve(websocket, websocket.path_params["instance"])
 
-    app.add_api_websocket_route(CONSOLE_PATH, console)
+    app.router.routes.append(WebSocketRoute(CONSOLE_PATH, console))
     return service

@@ -24,14 +24,16 @@ import threading
 from typing import Any
 
 import uvicorn
-from fastapi import FastAPI, Request
-from fastapi.encoders import jsonable_encoder
-from fastapi.responses import JSONResponse
 from pydantic import ValidationError
+from pydantic_core import to_jsonable_python
+from starlette.applications import Starlette
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
-from corral import crypto, errors
+from corral import crypto, errors, wirejson
 from corral.noded import console, dispatch, join
 from corral.noded import state as noded_state
 from corral.paths import Paths
@@ -59,23 +61,34 @@ def _handle_call(paths: Paths, procedure: str,
         return 400, "Request body must be a JSON array of arguments", None
     result = dispatch.call(paths, procedure, args)
     try:
-        content = [result.ok, jsonable_encoder(result.payload)]
+        content = _encode_result(result)
     except (TypeError, ValueError) as err:
         log.error("%s: result cannot be encoded: %s", procedure, err)
-        content = [False, f"Error while encoding the result of {procedure}: {err}"]
+        content = wirejson.dumps(
+            [False, f"Error while encoding the result of {procedure}: {err}"])
     return 200, content, result
 
 
-def create_joined_app(paths: Paths, daemon: "NodeDaemon | None" = None) -> FastAPI:
-    """The RPC application: ``POST /<procedure>`` -> :func:`dispatch.call`,
-    and the console WebSocket ``/console/<instance>`` (:mod:`.console`)."""
-    app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
-    console.add_console_route(
-        app, paths, lambda: "Node daemon is switching mode"
-        if daemon is not None and daemon.switching else None)
+def _encode_result(result: dispatch.DispatchResult) -> bytes:
+    """``[ok, payload]`` as JSON. Plain payloads (dicts, lists, dataclasses)
+    go straight to the fast encoder (FastAPI's converter, used before, took
+    twice as long as reading 5,000 instances' state); pydantic's converter
+    handles models, paths, sets and other objects only it knows."""
+    try:
+        return wirejson.dumps([result.ok, result.payload])
+    except TypeError:
+        return wirejson.dumps([result.ok, to_jsonable_python(result.payload)])
 
-    @app.api_route("/{procedure}", methods=ALL_METHODS)
-    async def rpc(procedure: str, request: Request) -> JSONResponse:
+
+def create_joined_app(paths: Paths, daemon: "NodeDaemon | None" = None) -> Starlette:
+    """The RPC application: ``POST /<procedure>`` -> :func:`dispatch.call`,
+    and the console WebSocket ``/console/<instance>`` (:mod:`.console`).
+
+    Plain Starlette, not FastAPI: nothing here needs FastAPI's validation or
+    documentation, and importing it cost each node daemon 11 MiB (issue 9).
+    """
+    async def rpc(request: Request) -> Response:
+        procedure = request.path_params["procedure"]
         if daemon is not None and daemon.switching:
             return _error(503, "Node daemon is switching mode (node left the cluster)")
         if request.method != "POST":
@@ -90,22 +103,24 @@ def create_joined_app(paths: Paths, daemon: "NodeDaemon | None" = None) -> FastA
         if result is not None and result.leave and daemon is not None:
             # Refuse further calls at once, also on kept-alive connections.
             daemon.switching = True
-            return JSONResponse(content, headers={"Connection": "close"},
-                                background=BackgroundTask(daemon.left_cluster))
-        return JSONResponse(content)
+            return Response(content, media_type="application/json",
+                            headers={"Connection": "close"},
+                            background=BackgroundTask(daemon.left_cluster))
+        return Response(content, media_type="application/json")
 
+    app = Starlette(routes=[Route("/{procedure}", rpc, methods=ALL_METHODS)],
+                    exception_handlers={404: _not_found})
+    console.add_console_route(
+        app, paths, lambda: "Node daemon is switching mode"
+        if daemon is not None and daemon.switching else None)
     return app
 
 
-def create_unjoined_app(paths: Paths, daemon: "NodeDaemon") -> FastAPI:
+def create_unjoined_app(paths: Paths, daemon: "NodeDaemon") -> Starlette:
     """The application of a node waiting to join: ``/join_info`` and ``/join`` only."""
-    app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+    async def get_join_info(_request: Request) -> JSONResponse:
+        return JSONResponse(join.join_info(daemon.join_token, daemon.server_fingerprint))
 
-    @app.get("/join_info")
-    def get_join_info() -> dict[str, Any]:
-        return join.join_info(daemon.join_token, daemon.server_fingerprint)
-
-    @app.post("/join")
     async def post_join(request: Request) -> JSONResponse:
         body = bytearray()
         async for chunk in request.stream():
@@ -130,12 +145,17 @@ def create_unjoined_app(paths: Paths, daemon: "NodeDaemon") -> FastAPI:
                             headers={"Connection": "close"},
                             background=BackgroundTask(daemon.request_mode_switch))
 
-    @app.api_route("/{path:path}", methods=ALL_METHODS)
-    async def refuse(path: str) -> JSONResponse:
+    async def refuse(_request: Request) -> JSONResponse:
         return _error(403, "This node has not joined a cluster: only /join_info and /join "
                            "are served")
 
-    return app
+    return Starlette(routes=[Route("/join_info", get_join_info, methods=["GET"]),
+                             Route("/join", post_join, methods=["POST"]),
+                             Route("/{path:path}", refuse, methods=ALL_METHODS)])
+
+
+async def _not_found(_request: Request, _exc: Exception) -> JSONResponse:
+    return _error(404, "Not Found")
 
 
 class _Server(uvicorn.Server):
@@ -234,13 +254,13 @@ class NodeDaemon:
         sock.set_inheritable(False)
         return sock
 
-    def _joined_setup(self) -> tuple[FastAPI, ssl.SSLContext]:
+    def _joined_setup(self) -> tuple[Starlette, ssl.SSLContext]:
         cert = crypto.node_server_cert_path(self.paths)
         ctx = crypto.server_ssl_context(cert, crypto.load_ca_cert_pem(self.paths))
         self.server_fingerprint = crypto.fingerprint(cert.read_text(encoding="ascii"))
         return create_joined_app(self.paths, self), ctx
 
-    def _unjoined_setup(self) -> tuple[FastAPI, ssl.SSLContext]:
+    def _unjoined_setup(self) -> tuple[Starlette, ssl.SSLContext]:
         if self._token is None:
             try:
                 self._token = noded_state.load_state(self.paths).join_token
@@ -254,7 +274,7 @@ class NodeDaemon:
         self.server_fingerprint = crypto.fingerprint(pem)
         return create_unjoined_app(self.paths, self), crypto.server_ssl_context(path, None)
 
-    def _config(self, app: FastAPI, ctx: ssl.SSLContext) -> uvicorn.Config:
+    def _config(self, app: Starlette, ctx: ssl.SSLContext) -> uvicorn.Config:
         # WebSockets (consoles) only in joined mode, where clients must present
         # a cluster certificate. "websockets-sansio": the websockets package's
         # maintained API (the "websockets" choice uses its deprecated one).

@@ -27,6 +27,7 @@ from corral.query.base import (
     RS_OFFLINE,
     RS_UNAVAIL,
     RS_UNKNOWN,
+    UNKNOWN,
     LiveData,
     QueryContext,
     QueryField,
@@ -37,11 +38,25 @@ from corral.query.base import (
 )
 from corral.query.fields import field_definitions, field_table, needs_live_data
 from corral.query.live import gather_live_data
+from corral.query.params import FilledParams, ReadOnlyDict
 
 __all__ = [
-    "QUERY_WHATS", "RS_NODATA", "RS_NORMAL", "RS_OFFLINE", "RS_UNAVAIL", "RS_UNKNOWN", "LiveData",
-    "QueryField", "field_definitions", "flatten_node_info", "gather_live_data",
-    "needs_live_data", "nice_sort_key", "query",
+    "QUERY_WHATS",
+    "RS_NODATA",
+    "RS_NORMAL",
+    "RS_OFFLINE",
+    "RS_UNAVAIL",
+    "RS_UNKNOWN",
+    "FilledParams",
+    "LiveData",
+    "QueryField",
+    "ReadOnlyDict",
+    "field_definitions",
+    "flatten_node_info",
+    "gather_live_data",
+    "needs_live_data",
+    "nice_sort_key",
+    "query",
 ]
 
 
@@ -62,34 +77,31 @@ def _select_objects(what: str, cfg: ConfigStore, names: list[str] | None) -> lis
     return sorted(objs, key=lambda o: nice_sort_key(o.name))
 
 
+def _unknown(_ctx: QueryContext, _obj: Any) -> ResultStatus:
+    return UNKNOWN
+
+
 def query(what: str, cfg: ConfigStore, fields: list[str], names: list[str] | None = None,
-          live_data: LiveData | None = None) -> list[Row]:
+          live_data: LiveData | None = None, params: FilledParams | None = None
+          ) -> list[Row]:
     """Evaluate ``fields`` for the objects of ``what``.
 
     ``names`` selects objects (names, UUIDs or unique short names; in the given
     order, duplicates dropped); ``None`` or empty means all, in NiceSort order
     of names. Returns one row per object, one ``(status, value)`` per field;
     unknown fields give ``(RS_UNKNOWN, None)`` in every row. Live fields need
-    ``live_data`` (else ``RS_NODATA``). Raises ``OpPrereqError`` ECODE_NOENT for
-    unknown names and ECODE_INVAL for an unknown ``what``.
+    ``live_data`` (else ``RS_NODATA``). ``params``: filled parameters shared
+    with other queries (see :mod:`corral.query.params`); dict values such as
+    ``hvparams`` may be shared read-only dicts, so treat rows as read-only.
+    Only the requested fields are computed. Raises ``OpPrereqError``
+    ECODE_NOENT for unknown names and ECODE_INVAL for an unknown ``what``.
     """
     table = field_table(what)
     objs = _select_objects(what, cfg, names)
-    ctx = QueryContext(cfg, live_data)
-    selected = [table.get(f) for f in fields]
-    rows: list[Row] = []
-    for obj in objs:
-        row: Row = []
-        for fdef in selected:
-            if fdef is None:
-                row.append((RS_UNKNOWN, None))
-                continue
-            value = fdef.getter(ctx, obj)
-            if isinstance(value, ResultStatus):
-                row.append((value.status, None))
-            else:
-                row.append((RS_NORMAL, value))
-        rows.append(row)
-    return rows
-
-
+    ctx = QueryContext(cfg, live_data, params)
+    getters = [_unknown if fdef is None else fdef.getter
+               for fdef in (table.get(f) for f in fields)]
+    # Inlined (no helper call per cell): 350,000 cells for a RAPI bulk GET of
+    # 10,000 instances.
+    return [[(RS_NORMAL, v) if type(v := get(ctx, obj)) is not ResultStatus
+             else (v.status, None) for get in getters] for obj in objs]

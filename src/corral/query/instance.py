@@ -77,8 +77,7 @@ def _inst_status(ctx: QueryContext, inst: Instance) -> Any:
 
 
 def _primary_unreachable(ctx: QueryContext, inst: Instance) -> bool:
-    assert ctx.live is not None
-    return ctx.node_offline(inst.primary_node) or inst.primary_node in ctx.live.failed_nodes
+    return ctx.node_unreachable(inst.primary_node)
 
 
 def _inst_oper_state(ctx: QueryContext, inst: Instance) -> Any:
@@ -149,11 +148,11 @@ def _value_kind(value: Any) -> FieldKind:
 def _param_fields() -> list[FieldDef]:
     fields = [
         _f("hvparams", "HypervisorParameters", "other", "Hypervisor parameters (merged)",
-           lambda ctx, i: copy_value(ctx.filled_hv(i))),
+           lambda ctx, i: ctx.filled_hv(i)),
         _f("custom_hvparams", "CustomHypervisorParameters", "other",
            "Custom hypervisor parameters", _attr("hvparams")),
         _f("beparams", "BackendParameters", "other", "Backend parameters (merged)",
-           lambda ctx, i: copy_value(ctx.filled_be(i))),
+           lambda ctx, i: ctx.filled_be(i)),
         _f("custom_beparams", "CustomBackendParameters", "other",
            "Custom backend parameters", _attr("beparams")),
         _f("osparams", "OpSysParameters", "other", "Operating system parameters (merged)",
@@ -233,7 +232,8 @@ def _nic_fields() -> list[FieldDef]:
     for list_name, list_title, _item, _kind, value, doc in per_nic:
         fields.append(_f(list_name, list_title, "other", f"List containing each network "
                          f"interface's {doc}",
-                         lambda ctx, i, v=value: [v(p) for p in _nic_pairs(ctx, i)]))
+                         lambda ctx, i, v=value: [v(p) for p in _nic_pairs(ctx, i)]
+                         if i.nics else []))
     for n in range(C.MAX_NICS):
         for _list_name, _title, item, kind, value, doc in per_nic:
             title = "Nic" + "".join(w[:1].upper() + w[1:] for w in item.split("."))
@@ -275,7 +275,8 @@ def instance_fields() -> dict[str, FieldDef]:
         _f("pnode.group.uuid", "PrimaryNodeGroupUUID", "text",
            "Primary node's group UUID", pnode_group("uuid")),
         _f("snodes", "Secondary_Nodes", "other", "Secondary nodes; usually this will just "
-           "be one node", lambda ctx, i: [ctx.node_name(n) for n in i.secondary_nodes]),
+           "be one node", lambda ctx, i: [ctx.node_name(n) for n in i.secondary_nodes]
+           if i.disks else []),
         _f("snodes.group", "SecondaryNodesGroups", "other", "Node groups of secondary "
            "nodes", snodes_groups("name")),
         _f("snodes.group.uuid", "SecondaryNodesGroupsUUID", "other", "Node group UUIDs "
