@@ -25,6 +25,8 @@ _LU_MODULES = (
     "corral.cmdlib.instance_migration",
     "corral.cmdlib.instance_move",
     "corral.cmdlib.node_migration",
+    "corral.cmdlib.group",
+    "corral.cmdlib.group_evacuate",
     "corral.cmdlib.backup",
     "corral.cmdlib.os",
     "corral.cmdlib.tags",

@@ -30,6 +30,7 @@ from starlette.responses import Response
 
 from corral import strictjson
 from corral.paths import Paths
+from corral.rapi import groups as rg
 from corral.rapi import instances as ri
 from corral.rapi import nodes as rn
 from corral.rapi import resources as rr
@@ -65,6 +66,7 @@ URI_MAP: list[tuple[re.Pattern[str], type[Resource]]] = [
         (rf"^/2/nodes/({_NAME})/role$", rn.R_2_nodes_name_role),
         (rf"^/2/nodes/({_NAME})/modify$", rn.R_2_nodes_name_modify),
         (rf"^/2/nodes/({_NAME})/tags$", rn.R_2_nodes_name_tags),
+        *rg.group_uris(_NAME),
         (r"^/2/instances$", ri.R_2_instances),
         (rf"^/2/instances/({_NAME})$", ri.R_2_instances_name),
         (rf"^/2/instances/({_NAME})/info$", ri.R_2_instances_name_info),
