@@ -134,7 +134,7 @@ def test_set_params(client: Any, clean: Any) -> None:
                   alloc_policy="unallocable", ndparams={"spindle_count": None,
                                                         "ssh_port": 2222},
                   diskparams={"sharedfile": {}}, ipolicy={"vcpu-ratio": "default"})
-    assert dict((k, v) for k, v in changes) == {
+    assert dict(changes) == {
         "ndparams": {"ssh_port": 2222}, "diskparams": {}, "alloc_policy": "unallocable",
         "ipolicy": {"spindle-ratio": 8.0}}
     info = groups(client, ["alloc_policy", "custom_ndparams", "ndparams", "custom_ipolicy",
