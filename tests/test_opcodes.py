@@ -103,3 +103,26 @@ def test_os_names_keep_their_own_rule() -> None:
     op = opcodes.op_from_dict({"OP_ID": "OP_OS_DIAGNOSE", "output_fields": ["name"],
                                "names": ["Debootstrap+Default"]})
     assert op.names == ["Debootstrap+Default"]
+
+
+def test_group_opcodes() -> None:
+    """Node group opcodes: names normalised, Ganeti's summaries, policies and
+    disk templates checked before a job is queued."""
+    op = opcodes.op_from_dict({"OP_ID": "OP_GROUP_EVACUATE", "group_name": "Rack1",
+                               "target_groups": ["rack2"]})
+    assert op.group_name == "rack1"
+    assert (op.summary(), op.tiny_summary()) == ("GROUP_EVACUATE(rack1)", "G_EVACUATE(rack1)")
+    bad_params: list[dict[str, Any]] = [
+        *({"OP_ID": "OP_GROUP_EVACUATE", "group_name": "g", "target_groups": [h]}
+          for h in HOSTILE),
+        *({"OP_ID": "OP_INSTANCE_CHANGE_GROUP", "instance_name": "i", "target_groups": [h]}
+          for h in HOSTILE),
+        {"OP_ID": "OP_GROUP_ADD", "group_name": "g", "alloc_policy": "sometimes"},
+        {"OP_ID": "OP_GROUP_SET_PARAMS", "group_name": "g", "diskparams": {"floppy": {}}},
+        {"OP_ID": "OP_GROUP_ASSIGN_NODES", "group_name": "g"},
+        {"OP_ID": "OP_GROUP_RENAME", "group_name": "g", "new_name": "a/b"},
+    ]
+    for params in bad_params:
+        with pytest.raises(errors.OpPrereqError) as exc:
+            opcodes.op_from_dict(params)
+        assert exc.value.ecode == errors.ECODE_INVAL

@@ -86,6 +86,8 @@ def test_add_with_parameters_and_refusals(client: Any, clean: Any) -> None:
     assert info["ndparams"]["ssh_port"] == C.NDC_DEFAULTS[C.ND_SSH_PORT]  # from the cluster
     assert info["custom_ipolicy"] == {"vcpu-ratio": 2.0}
     assert info["node_cnt"] == 0
+    # An empty group verifies (nothing to ask the nodes).
+    assert run(client, "OP_CLUSTER_VERIFY_GROUP", group_name="rack1") is True
 
     err = fail(client, "OP_GROUP_ADD", group_name="rack1")
     assert err.ecode == errors.ECODE_EXISTS
