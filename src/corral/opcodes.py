@@ -422,10 +422,10 @@ AllocPolicy = Literal["preferred", "last_resort", "unallocable"]
 GroupDiskParams = dict[DiskTemplate, dict[str, Any]]
 
 
-class OpGroupAdd(OpCode):
-    """Create a node group; ``ipolicy`` is the group's own (partial) policy."""
+class _GroupParamsMixin(BaseModel):
+    """Parameters of OP_GROUP_ADD and OP_GROUP_SET_PARAMS; ``ipolicy`` is the
+    group's own (partial) policy."""
 
-    OP_DSC_FIELD = "group_name"
     group_name: GroupName
     alloc_policy: AllocPolicy | None = None
     ndparams: dict[str, Any] | None = None
@@ -433,6 +433,12 @@ class OpGroupAdd(OpCode):
     hv_state: dict[str, Any] | None = None
     disk_state: dict[str, Any] | None = None
     ipolicy: dict[str, Any] | None = None
+
+
+class OpGroupAdd(_GroupParamsMixin, OpCode):
+    """Create a node group."""
+
+    OP_DSC_FIELD = "group_name"
 
 
 class OpGroupAssignNodes(OpCode):
@@ -445,17 +451,10 @@ class OpGroupAssignNodes(OpCode):
     node_uuids: list[str] | None = None
 
 
-class OpGroupSetParams(OpCode):
+class OpGroupSetParams(_GroupParamsMixin, OpCode):
     """Change group parameters; result ``[(parameter, new value)]``."""
 
     OP_DSC_FIELD = "group_name"
-    group_name: GroupName
-    alloc_policy: AllocPolicy | None = None
-    ndparams: dict[str, Any] | None = None
-    diskparams: GroupDiskParams | None = None
-    hv_state: dict[str, Any] | None = None
-    disk_state: dict[str, Any] | None = None
-    ipolicy: dict[str, Any] | None = None
 
 
 class OpGroupRemove(OpCode):

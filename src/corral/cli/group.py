@@ -28,6 +28,7 @@ from corral.cli import output as o
 from corral.cli.options import (
     _compose,
     force_dict_type,
+    group_change_opts,
     list_opts,
     parse_ident_kv,
     parse_kv,
@@ -233,12 +234,7 @@ def rename(name: str, new_name: str, **opts: Any) -> int:
 
 @group.command("evacuate")
 @click.argument("name")
-@click.option("--to", "target_groups", multiple=True, metavar="GROUP",
-              help="Target group (repeatable; default: every other group)")
-@click.option("-I", "--iallocator", default=None,
-              help="Instance allocator (Corral has none yet: refused)")
-@click.option("--early-release", is_flag=True,
-              help="Release locks early (replicated disks only)")
+@group_change_opts
 @click.option("--sequential", is_flag=True, help="Move the instances one after another")
 @click.option("--force-failover", is_flag=True,
               help="Fail instances over (shut down) instead of migrating them")

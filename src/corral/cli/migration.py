@@ -17,7 +17,7 @@ from corral.cli import build_op, confirm, submit_op
 from corral.cli.cluster import wait_spawned_jobs
 from corral.cli.instance import instance
 from corral.cli.node import node
-from corral.cli.options import submit_opts
+from corral.cli.options import group_change_opts, submit_opts
 
 _MODES = click.Choice(C.HT_MIGRATION_MODES)
 
@@ -154,12 +154,7 @@ def node_evacuate(name: str, **opts: Any) -> int:
 
 @instance.command("change-group")
 @click.argument("name")
-@click.option("--to", "target_groups", multiple=True, metavar="GROUP",
-              help="Target group (repeatable; default: every other group)")
-@click.option("-I", "--iallocator", default=None,
-              help="Instance allocator (Corral has none yet: refused)")
-@click.option("--early-release", is_flag=True,
-              help="Release locks early (replicated disks only)")
+@group_change_opts
 @submit_opts
 def change_group(name: str, **opts: Any) -> int:
     """Move an instance to another node group."""

@@ -109,6 +109,29 @@ class _GroupChangeLU(LogicalUnit):
 
     REQ_BGL = False
 
+    def check_arguments(self) -> None:
+        refuse_iallocator(self.op.iallocator)
+
+    def _source_groups(self) -> set[str]:
+        """Groups of the locked instances (read before their locks: the LUs
+        check them again in check_prereq)."""
+        groups: set[str] = set()
+        for name in self.owned_locks(C.LEVEL_INSTANCE):
+            inst = self.cfg.get_instance_by_name(name)
+            if inst is not None:
+                groups |= self._instance_groups(inst)
+        return groups
+
+    def declare_locks(self, level: str) -> None:
+        assert self.needed_locks is not None
+        if level == C.LEVEL_NODEGROUP:
+            # Without explicit targets every group may be one: lock them all.
+            self.needed_locks[level] = sorted(
+                self._source_groups() | set(self.req_target_uuids)) \
+                if self.req_target_uuids else None
+        elif level == C.LEVEL_NODE:
+            self._lock_nodes()
+
     def _lock_nodes(self) -> None:
         """Nodes of the locked instances plus every node of the locked groups."""
         assert self.needed_locks is not None
@@ -140,9 +163,6 @@ class LUGroupEvacuate(_GroupChangeLU):
     HPATH = "group-evacuate"
     HTYPE = C.HTYPE_GROUP
 
-    def check_arguments(self) -> None:
-        refuse_iallocator(self.op.iallocator)
-
     def expand_names(self) -> None:
         op = self.op
         group = self.cfg.expand_nodegroup(op.group_name)
@@ -162,18 +182,11 @@ class LUGroupEvacuate(_GroupChangeLU):
             # Optimistic: verified in check_prereq once the groups are locked.
             self.needed_locks[level] = sorted(
                 i.name for i in group_instances(self, self.group_uuid))
-        elif level == C.LEVEL_NODEGROUP:
-            if self.req_target_uuids:
-                groups = {self.group_uuid, *self.req_target_uuids}
-                for name in self.owned_locks(C.LEVEL_INSTANCE):
-                    inst = self.cfg.get_instance_by_name(name)
-                    if inst is not None:
-                        groups |= self._instance_groups(inst)
-                self.needed_locks[level] = sorted(groups)
-            else:
-                self.needed_locks[level] = None
-        elif level == C.LEVEL_NODE:
-            self._lock_nodes()
+        else:
+            super().declare_locks(level)
+
+    def _source_groups(self) -> set[str]:
+        return {self.group_uuid, *super()._source_groups()}
 
     def check_prereq(self) -> None:
         owned_instances = self.owned_locks(C.LEVEL_INSTANCE)
@@ -225,28 +238,11 @@ class LUInstanceChangeGroup(_GroupChangeLU):
     HPATH = "instance-change-group"
     HTYPE = C.HTYPE_INSTANCE
 
-    def check_arguments(self) -> None:
-        refuse_iallocator(self.op.iallocator)
-
     def expand_names(self) -> None:
         self.share_locks = dict.fromkeys(C.LEVELS, 1)
         self.needed_locks = {C.LEVEL_NODEGROUP: [], C.LEVEL_NODE: []}
         self.expand_and_lock_instance()
         self.req_target_uuids = _expand_groups(self, self.op.target_groups)
-
-    def declare_locks(self, level: str) -> None:
-        assert self.needed_locks is not None
-        if level == C.LEVEL_NODEGROUP:
-            if self.req_target_uuids:
-                inst = self.cfg.get_instance_by_name(self.op.instance_name)
-                groups = set(self.req_target_uuids)
-                if inst is not None:
-                    groups |= self._instance_groups(inst)
-                self.needed_locks[level] = sorted(groups)
-            else:
-                self.needed_locks[level] = None
-        elif level == C.LEVEL_NODE:
-            self._lock_nodes()
 
     def check_prereq(self) -> None:
         inst = self.get_locked_instance()
