@@ -150,6 +150,11 @@ def test_set_params(client: Any, clean: Any) -> None:
     run(client, "OP_GROUP_ASSIGN_NODES", group_name="rack1", nodes=["node3"])
     rows = client.query("node", ["name", "ndparams"])["data"]
     assert {r[0][1]: r[1][1] for r in rows}["node3"]["ssh_port"] == 2222
+    # Ganeti's ndp/<name> fields, filled, for groups and nodes.
+    assert groups(client, ["ndp/ssh_port", "ndp/spindle_count"])["rack1"] == {
+        "ndp/ssh_port": 2222, "ndp/spindle_count": C.NDC_DEFAULTS[C.ND_SPINDLE_COUNT]}
+    rows = client.query("node", ["name", "ndp/ssh_port"])["data"]
+    assert {r[0][1]: r[1][1] for r in rows} == {"node1": 22, "node2": 22, "node3": 2222}
     err = fail(client, "OP_GROUP_SET_PARAMS", group_name="rack1")
     assert err.ecode == errors.ECODE_INVAL and "at least one" in str(err)
     err = fail(client, "OP_GROUP_SET_PARAMS", group_name="rack1", ndparams={"nope": 1})
