@@ -226,6 +226,16 @@ def test_evacuate_to_least_loaded_nodes(client: Any, clean: Any) -> None:
     assert _pnodes(client) == {"inst1": "node2", "inst2": "node3"}
     # Nothing left to move: no jobs.
     assert run(client, "OP_GROUP_EVACUATE", group_name="default")["jobs"] == []
+    # Back, one failover after the other (the second job depends on the first).
+    result = run(client, "OP_GROUP_EVACUATE", group_name="rack1", sequential=True,
+                 force_failover=True)
+    ids = [job_id for _ok, job_id in result["jobs"]]
+    _wait_children(client, result)
+    assert _pnodes(client) == {"inst1": "node1", "inst2": "node1"}
+    rows = client.query("job", ["id", "summary", "ops"], [str(i) for i in ids])["data"]
+    assert [r[1][1] for r in rows] == [["INSTANCE_FAILOVER(inst1)"],
+                                       ["INSTANCE_FAILOVER(inst2)"]]
+    assert rows[1][2][1][0]["depends"] == [[ids[0], ["error", "success"]]]
 
 
 def test_evacuate_refusals(client: Any, clean: Any) -> None:
