@@ -4,7 +4,7 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 PKGS=(qemu-system-x86 qemu-utils ganeti-os-noop socat busybox-static e2fsprogs
-      iproute2 cpio zstd gzip lzop python3-ganeti-rapi)
+      iproute2 cpio zstd gzip lzop ganeti-htools python3-ganeti-rapi)
 missing=()
 for p in "${PKGS[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -115,3 +115,26 @@ def test_multi_alloc_checks_the_names_inside_its_create_opcodes() -> None:
     other = {"OP_ID": "OP_INSTANCE_REMOVE", "instance_name": "x"}
     with pytest.raises(ValidationError, match="must be OP_INSTANCE_CREATE"):
         opcodes.OpInstanceMultiAlloc.model_validate({"instances": [other]})
+
+
+def test_group_opcodes() -> None:
+    """Node group opcodes: names normalised, Ganeti's summaries, policies and
+    disk templates checked before a job is queued."""
+    op = opcodes.op_from_dict({"OP_ID": "OP_GROUP_EVACUATE", "group_name": "Rack1",
+                               "target_groups": ["rack2"]})
+    assert op.group_name == "rack1"
+    assert (op.summary(), op.tiny_summary()) == ("GROUP_EVACUATE(rack1)", "G_EVACUATE(rack1)")
+    bad_params: list[dict[str, Any]] = [
+        *({"OP_ID": "OP_GROUP_EVACUATE", "group_name": "g", "target_groups": [h]}
+          for h in HOSTILE),
+        *({"OP_ID": "OP_INSTANCE_CHANGE_GROUP", "instance_name": "i", "target_groups": [h]}
+          for h in HOSTILE),
+        {"OP_ID": "OP_GROUP_ADD", "group_name": "g", "alloc_policy": "sometimes"},
+        {"OP_ID": "OP_GROUP_SET_PARAMS", "group_name": "g", "diskparams": {"floppy": {}}},
+        {"OP_ID": "OP_GROUP_ASSIGN_NODES", "group_name": "g"},
+        {"OP_ID": "OP_GROUP_RENAME", "group_name": "g", "new_name": "a/b"},
+    ]
+    for params in bad_params:
+        with pytest.raises(errors.OpPrereqError) as exc:
+            opcodes.op_from_dict(params)
+        assert exc.value.ecode == errors.ECODE_INVAL

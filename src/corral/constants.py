@@ -426,3 +426,10 @@ HVC_DEFAULTS: dict[str, dict[str, object]] = {
     HT_KVM: HV_KVM_DEFAULTS,
     HT_FAKE: HV_FAKE_DEFAULTS,
 }
+
+# Node group allocation policies (Ganeti's ALLOC_POLICY_*), in order of preference.
+ALLOC_POLICY_PREFERRED = "preferred"
+ALLOC_POLICY_LAST_RESORT = "last_resort"
+ALLOC_POLICY_UNALLOCABLE = "unallocable"
+VALID_ALLOC_POLICIES = (ALLOC_POLICY_PREFERRED, ALLOC_POLICY_LAST_RESORT,
+                        ALLOC_POLICY_UNALLOCABLE)

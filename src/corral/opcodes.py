@@ -440,6 +440,73 @@ class OpNodeEvacuate(OpCode):
 
 
 # ---------------------------------------------------------------------------
+# Node groups (Ganeti's OpGroup*; OP_GROUP_VERIFY_DISKS is with the cluster ones)
+
+AllocPolicy = Literal["preferred", "last_resort", "unallocable"]
+GroupDiskParams = dict[DiskTemplate, dict[str, Any]]
+
+
+class _GroupParamsMixin(BaseModel):
+    """Parameters of OP_GROUP_ADD and OP_GROUP_SET_PARAMS; ``ipolicy`` is the
+    group's own (partial) policy."""
+
+    group_name: GroupName
+    alloc_policy: AllocPolicy | None = None
+    ndparams: dict[str, Any] | None = None
+    diskparams: GroupDiskParams | None = None
+    hv_state: dict[str, Any] | None = None
+    disk_state: dict[str, Any] | None = None
+    ipolicy: dict[str, Any] | None = None
+
+
+class OpGroupAdd(_GroupParamsMixin, OpCode):
+    """Create a node group."""
+
+    OP_DSC_FIELD = "group_name"
+
+
+class OpGroupAssignNodes(OpCode):
+    """Move nodes into a group; result None."""
+
+    OP_DSC_FIELD = "group_name"
+    group_name: GroupName
+    force: bool = False
+    nodes: list[NodeName]
+    node_uuids: list[str] | None = None
+
+
+class OpGroupSetParams(_GroupParamsMixin, OpCode):
+    """Change group parameters; result ``[(parameter, new value)]``."""
+
+    OP_DSC_FIELD = "group_name"
+
+
+class OpGroupRemove(OpCode):
+    OP_DSC_FIELD = "group_name"
+    group_name: GroupName
+
+
+class OpGroupRename(OpCode):
+    """Rename a group; result the new name."""
+
+    OP_DSC_FIELD = "group_name"
+    group_name: GroupName
+    new_name: GroupName
+
+
+class OpGroupEvacuate(OpCode):
+    """Move every instance out of a group; result ``{"jobs": [...]}``."""
+
+    OP_DSC_FIELD = "group_name"
+    group_name: GroupName
+    early_release: bool = False
+    iallocator: str | None = None
+    target_groups: list[GroupName] | None = None
+    sequential: bool = False
+    force_failover: bool = False
+
+
+# ---------------------------------------------------------------------------
 # Instances
 
 
@@ -705,6 +772,17 @@ class OpInstanceMigrate(OpCode):
     iallocator: str | None = None
     allow_failover: bool = False
     ignore_hvversions: bool = False
+
+
+class OpInstanceChangeGroup(OpCode):
+    """Move an instance to another node group; result ``{"jobs": [...]}``."""
+
+    OP_DSC_FIELD = "instance_name"
+    instance_name: InstanceName
+    instance_uuid: str | None = None
+    early_release: bool = False
+    iallocator: str | None = None
+    target_groups: list[GroupName] | None = None
 
 
 class OpInstanceMove(OpCode):

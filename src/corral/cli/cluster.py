@@ -212,7 +212,7 @@ def verify(**opts: Any) -> int:
     return wait_spawned_jobs(result)
 
 
-def wait_spawned_jobs(result: Any) -> int:
+def wait_spawned_jobs(result: Any, action: str = "verifying the cluster") -> int:
     """Follow the jobs of a ``{"jobs": [[ok, id_or_msg], ...]}`` result.
 
     Returns 1 if a job could not be submitted or failed, or a single-opcode
@@ -237,7 +237,7 @@ def wait_spawned_jobs(result: Any) -> int:
         if len(results) == 1 and results[0] is False:
             bad += 1
     if bad:
-        o.out(f"{bad} job(s) failed while verifying the cluster.")
+        o.out(f"{bad} job(s) failed while {action}.")
     return 1 if bad else 0
 
 

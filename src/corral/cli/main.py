@@ -32,6 +32,7 @@ _GROUPS = {
     "backup": ("corral.cli.backup", "backup"),
     "debug": ("corral.cli.debug", "debug"),
     "filter": ("corral.cli.filter", "filter_group"),
+    "group": ("corral.cli.group", "group"),
 }
 # Modules adding commands to a group: failover/migrate/move/evacuate, power/health,
 # list-storage, batch-create, recreate-disks.
@@ -121,6 +122,10 @@ def gnt_debug() -> None:
 
 def gnt_filter() -> None:
     _run(load_group("filter"), "gnt-filter")
+
+
+def gnt_group() -> None:
+    _run(load_group("group"), "gnt-group")
 
 
 if __name__ == "__main__":

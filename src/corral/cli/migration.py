@@ -1,5 +1,5 @@
-"""Moving instances between nodes: ``gnt-instance failover|migrate|move`` and
-``gnt-node migrate|evacuate``.
+"""Moving instances between nodes: ``gnt-instance failover|migrate|move|change-group``
+and ``gnt-node migrate|evacuate``.
 
 Mirrors the matching commands of ``ganeti.client.gnt_instance`` and
 ``gnt_node``: each builds its opcode and follows the job log (migration
@@ -17,7 +17,7 @@ from corral.cli import build_op, confirm, submit_op
 from corral.cli.cluster import wait_spawned_jobs
 from corral.cli.instance import instance
 from corral.cli.node import node
-from corral.cli.options import submit_opts
+from corral.cli.options import group_change_opts, submit_opts
 
 _MODES = click.Choice(C.HT_MIGRATION_MODES)
 
@@ -150,3 +150,16 @@ def node_evacuate(name: str, **opts: Any) -> int:
                                 early_release=opts["early_release"],
                                 ignore_soft_errors=opts["ignore_soft_errors"] or None), opts)
     return wait_spawned_jobs(result)
+
+
+@instance.command("change-group")
+@click.argument("name")
+@group_change_opts
+@submit_opts
+def change_group(name: str, **opts: Any) -> int:
+    """Move an instance to another node group."""
+    result = submit_op(build_op("OP_INSTANCE_CHANGE_GROUP", opts, instance_name=name,
+                                target_groups=list(opts["target_groups"]) or None,
+                                iallocator=opts["iallocator"],
+                                early_release=opts["early_release"]), opts)
+    return wait_spawned_jobs(result, action="changing the group")

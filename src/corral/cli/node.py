@@ -49,7 +49,8 @@ def node(root: str | None) -> None:
 @click.option("--noded-port", type=int, default=None, help="Port of noded on the new node")
 @click.option("-s", "--secondary-ip", default=None)
 @click.option("--readd", is_flag=True, help="Re-add a node that was in the cluster")
-@click.option("-g", "--node-group", "group", default=None)
+@click.option("-g", "--node-group", "group", default=None,
+              help="Node group the node joins (needed when there are several)")
 @click.option("--master-capable", default=None, metavar="yes|no")
 @click.option("--vm-capable", default=None, metavar="yes|no")
 @click.option("--node-parameters", "ndparams", default=None, metavar="KEY=VAL,...")

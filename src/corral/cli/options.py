@@ -437,3 +437,13 @@ list_opts = _compose(
 )
 """Options of every ``list`` command."""
 
+
+group_change_opts = _compose(
+    click.option("--to", "target_groups", multiple=True, metavar="GROUP",
+                 help="Target group (repeatable; default: every other group)"),
+    click.option("-I", "--iallocator", default=None,
+                 help="Instance allocator (Corral has none yet: refused)"),
+    click.option("--early-release", is_flag=True,
+                 help="Release locks early (replicated disks only)"),
+)
+"""Options of ``gnt-group evacuate`` and ``gnt-instance change-group``."""

@@ -28,6 +28,8 @@ _LU_MODULES = (
     "corral.cmdlib.instance_move",
     "corral.cmdlib.node_migration",
     "corral.cmdlib.node_storage",
+    "corral.cmdlib.group",
+    "corral.cmdlib.group_evacuate",
     "corral.cmdlib.backup",
     "corral.cmdlib.os",
     "corral.cmdlib.tags",

@@ -85,8 +85,13 @@ class LUNodeAdd(LogicalUnit):
         elif existing is not None:
             group_uuid = existing.group
         else:
-            group_uuid = next(iter(sorted(self.cfg.get_nodegroups().values(),
-                                          key=lambda g: g.ctime))).uuid
+            # Ganeti's LookupNodeGroup(None): the only group, else one must be named.
+            groups = list(self.cfg.get_nodegroups())
+            if len(groups) != 1:
+                raise errors.OpPrereqError(
+                    "More than one node group exists. Target group must be specified "
+                    "explicitly.", errors.ECODE_INVAL)
+            group_uuid = groups[0]
         port = op.noded_port or (existing.noded_port if existing else C.DEFAULT_NODED_PORT)
         if existing is not None:
             node = existing.model_copy(deep=True)

@@ -90,6 +90,32 @@ _NODE_LIVE: list[tuple[str, str, FieldKind, str, str]] = [
 ]
 
 
+# Ganeti's NDS_PARAMETER_TITLES and the field kinds of the ndparams types.
+_ND_TITLES = {C.ND_EXCLUSIVE_STORAGE: "ExclusiveStorage", C.ND_OOB_PROGRAM: "OutOfBandProgram",
+              C.ND_OVS: "OpenvSwitch", C.ND_OVS_LINK: "OpenvSwitchLink",
+              C.ND_OVS_NAME: "OpenvSwitchName", C.ND_SPINDLE_COUNT: "SpindleCount"}
+_ND_KINDS: dict[str, FieldKind] = {"string": "other", "int": "number", "bool": "bool",
+                                   "float": "number"}
+
+
+def _nd_fields(filled: Getter) -> list[FieldDef]:
+    """``ndp/<name>`` fields (Ganeti's ``_BuildNDFields``); ``filled`` gives the
+    object's filled ndparams."""
+    def one(name: str) -> Getter:
+        return lambda ctx, obj: filled(ctx, obj).get(name)
+    return [_f(f"ndp/{name}", _ND_TITLES.get(name, f"ndp/{name}"), _ND_KINDS[kind],
+               f'The "{name}" node parameter', one(name))
+            for name, kind in C.NDS_PARAMETER_TYPES.items()]
+
+
+def _node_nd(ctx: QueryContext, node: Node) -> dict[str, Any]:
+    return ctx.cluster.fill_nd(node, ctx.cfg.get_nodegroup(node.group))
+
+
+def _group_nd(ctx: QueryContext, group: NodeGroup) -> dict[str, Any]:
+    return fill_dict(fill_dict(C.NDC_DEFAULTS, ctx.cluster.ndparams), group.ndparams)
+
+
 @cache
 def node_fields() -> dict[str, FieldDef]:
     def group_attr(attr: str) -> Getter:
@@ -126,8 +152,7 @@ def node_fields() -> dict[str, FieldDef]:
         _f("group", "Group", "text", "Node group", group_attr("name")),
         _f("group.uuid", "GroupUUID", "text", "UUID of node group", _attr("group")),
         _f("ndparams", "NodeParameters", "other", "Merged node parameters",
-           lambda ctx, n: copy_value(ctx.cluster.fill_nd(
-               n, ctx.cfg.get_nodegroup(n.group)))),
+           lambda ctx, n: copy_value(_node_nd(ctx, n))),
         _f("custom_ndparams", "CustomNodeParameters", "other", "Custom node parameters",
            _attr("ndparams")),
         _f("pinst_cnt", "Pinst", "number", "Number of instances with this node as primary",
@@ -140,6 +165,7 @@ def node_fields() -> dict[str, FieldDef]:
            "secondary", inst_names(1)),
         *[_f(name, title, kind, doc, _node_live(key, kind), live=True)
           for name, title, kind, key, doc in _NODE_LIVE],
+        *_nd_fields(_node_nd),
         *common_fields(),
     ]
     return with_aliases(fields, [])
@@ -169,9 +195,7 @@ def group_fields() -> dict[str, FieldDef]:
         _f("pinst_list", "InstanceList", "other", "List of primary instances",
            lambda ctx, g: nice_sorted(_group_instances(ctx, g))),
         _f("ndparams", "NDParams", "other", "Node parameters",
-           lambda ctx, g: copy_value(fill_dict(fill_dict(C.NDC_DEFAULTS,
-                                                            ctx.cluster.ndparams),
-                                                  g.ndparams))),
+           lambda ctx, g: copy_value(_group_nd(ctx, g))),
         _f("custom_ndparams", "CustomNDParams", "other", "Custom node parameters",
            _attr("ndparams")),
         _f("diskparams", "DiskParameters", "other", "Disk parameters (merged)",
@@ -182,6 +206,7 @@ def group_fields() -> dict[str, FieldDef]:
            lambda ctx, g: copy_value(fill_dict(ctx.cluster.ipolicy, g.ipolicy))),
         _f("custom_ipolicy", "CustomInstancePolicy", "other", "Custom instance policy "
            "limitations", _attr("ipolicy")),
+        *_nd_fields(_group_nd),
         *common_fields(),
     ]
     return with_aliases(fields, [])

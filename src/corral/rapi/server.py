@@ -33,6 +33,7 @@ from starlette.responses import Response
 
 from corral import strictjson, wirejson
 from corral.paths import Paths
+from corral.rapi import groups as rg
 from corral.rapi import instances as ri
 from corral.rapi import nodes as rn
 from corral.rapi import resources as rr
@@ -74,6 +75,7 @@ URI_MAP: list[tuple[re.Pattern[str], type[Resource]]] = [
         (rf"^/2/nodes/({_NAME})/migrate$", rn.R_2_nodes_name_migrate),
         (rf"^/2/nodes/({_NAME})/storage$", rn.R_2_nodes_name_storage),
         (rf"^/2/nodes/({_NAME})/tags$", rn.R_2_nodes_name_tags),
+        *rg.group_uris(_NAME),
         (r"^/2/instances$", ri.R_2_instances),
         (r"^/2/instances-multi-alloc$", ri.R_2_instances_multi_alloc),
         (rf"^/2/instances/({_NAME})$", ri.R_2_instances_name),
