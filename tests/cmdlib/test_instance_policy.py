@@ -12,6 +12,7 @@ import pytest
 from corral import errors
 from corral import ipolicy as ip
 from corral.cmdlib.instance_policy import (
+    check_target_node_ipolicy,
     group_instances,
     instance_violations,
     new_violations,
@@ -240,5 +241,44 @@ def test_group_policy_inheritance(tmp_path: Path) -> None:
         # A group change: "tiny" would break a bigger minimum in its group.
         grown = {"minmax": [{"min": {**SPEC_MIN, "disk-size": 100}, "max": SPEC_MAX}]}
         assert new_violations(store, cluster.ipolicy, {small.uuid: grown}) == ["tiny"]
+    finally:
+        store.close()
+
+
+class _LU:
+    """What check_target_node_ipolicy uses of a logical unit: the config and
+    the job log."""
+
+    def __init__(self, cfg: ConfigStore) -> None:
+        self.cfg = cfg
+        self.warnings: list[str] = []
+
+    def log_warning(self, message: str) -> None:
+        self.warnings.append(message)
+
+
+def test_target_node_policy(tmp_path: Path) -> None:
+    store, _default, _small = _store(tmp_path)
+    try:
+        lu = _LU(store)
+        big = store.get_instance_by_name("big")
+        node1 = store.get_node_by_name("node1")
+        node2 = store.get_node_by_name("node2")
+        # Same group: never checked.
+        check_target_node_ipolicy(lu, store.get_instance_by_name("bad"), node1.uuid, False)
+        # To the "small" group, whose bounds "big" breaks.
+        with pytest.raises(errors.OpPrereqError) as exc:
+            check_target_node_ipolicy(lu, big, node2.uuid, False)
+        assert exc.value.ecode == errors.ECODE_INVAL
+        assert exc.value.message == (
+            "Instance does not meet target node group's (small) instance policy: "
+            "disk-size/0 value 2048 is not in range [1, 1024]")
+        assert lu.warnings == []
+        check_target_node_ipolicy(lu, big, node2.uuid, True)
+        assert lu.warnings == [exc.value.message]
+        # Back to the default group: "tiny"'s 10 MiB disk is below its 1 GiB minimum.
+        with pytest.raises(errors.OpPrereqError, match="target node group's \\(default\\)"):
+            check_target_node_ipolicy(lu, store.get_instance_by_name("tiny"), node1.uuid,
+                                      False)
     finally:
         store.close()
