@@ -150,7 +150,8 @@ def up(n: int, directory: str | os.PathLike[str],
     """Create and start an ``n``-node cluster below ``directory``.
 
     Node K (1-based) has root ``directory/nodeK`` and IP ``{base}.K``; node1
-    is the master. Raises ``OpPrereqError`` (ECODE_INVAL) for bad arguments,
+    is the master; the instance policy's bounds are :data:`DEV_IPOLICY_BOUNDS`.
+    Raises ``OpPrereqError`` (ECODE_INVAL) for bad arguments,
     ECODE_STATE if ``directory`` already holds a cluster; if a step fails,
     everything started so far is stopped (:func:`down`) and the error
     re-raised.
