@@ -6,19 +6,17 @@ shape, ``PUT /2/modify`` and a create refused through RAPI."""
 from __future__ import annotations
 
 import shlex
-import time
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import pytest
 import yaml
+from rapi.test_server_integration import Rapi
 
 from corral import constants as C
 
 pytestmark = pytest.mark.integration
 
-WRITER = ("writer", "secret")
 SPEC_KEYS = {"memory-size", "cpu-count", "disk-count", "disk-size", "nic-count",
              "spindle-use"}
 MIN = "cpu-count=1,disk-count=0,disk-size=1,memory-size=64,nic-count=0,spindle-use=0"
@@ -26,13 +24,13 @@ MAX = "cpu-count=2,disk-count=2,disk-size=1G,memory-size=512M,nic-count=2,spindl
 
 
 class Cluster:
-    """A 1-node dev cluster, its CLI and its RAPI (with a write user)."""
+    """A 1-node dev cluster, its CLI and its RAPI (``rapi``: with a write user)."""
 
     def __init__(self, dev: Any, run_cli: Any) -> None:
         self.dev = dev
         self._run_cli = run_cli
-        base = f"https://{dev.master.ip}:{dev.rapi_port}"
-        self.http = httpx.Client(base_url=base, verify=False, timeout=60, auth=WRITER)
+        self.rapi = Rapi(dev)
+        self.http = self.rapi.http
 
     def cli(self, *args: str) -> Any:
         return self._run_cli(list(args), self.dev, timeout=120)
@@ -47,14 +45,8 @@ class Cluster:
         assert res.status_code == 200, res.text
         return res.json()["ipolicy"]
 
-    def wait_job(self, job_id: Any, timeout: float = 120) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            job = self.http.get(f"/2/jobs/{job_id}").json()
-            if job["status"] in C.JOBS_FINALIZED:
-                return job
-            time.sleep(0.1)
-        raise AssertionError(f"job {job_id} did not finish")
+    def wait_job(self, job_id: Any) -> dict[str, Any]:
+        return self.rapi.wait_job(job_id, timeout=120)
 
 
 @pytest.fixture(scope="module")
