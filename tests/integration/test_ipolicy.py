@@ -190,3 +190,23 @@ def test_rapi_modify_and_refused_create(cluster: Cluster) -> None:
     assert cluster.http.get("/2/instances/ipbig").json()["beparams"]["maxmem"] == 1024
     res = cluster.http.delete("/2/instances/ipbig")
     assert cluster.wait_job(res.json())["status"] == "success"
+
+
+def test_cli_add_refused_unless_ignored(cluster: Cluster) -> None:
+    res = cluster.http.put("/2/modify", json={"ipolicy": {"minmax": [{
+        "min": {"cpu-count": 1, "disk-count": 0, "disk-size": 1, "memory-size": 64,
+                "nic-count": 0, "spindle-use": 0},
+        "max": {"cpu-count": 2, "disk-count": 2, "disk-size": 256, "memory-size": 256,
+                "nic-count": 2, "spindle-use": 2}}], "std": {"disk-size": 128},
+        "disk-templates": ["file", "diskless"]}})
+    assert cluster.wait_job(res.json())["status"] == "success"
+    args = ("gnt-instance", "add", "-t", "diskless", "-o", "noop", "-n", "node1",
+            "--no-nics", "--no-start", "--no-name-check", "--no-ip-check",
+            "-B", "maxmem=1G,minmem=1G", "ipcli")
+    res = cluster.cli(*args)
+    assert res.returncode != 0
+    assert "violates policy: memory-size value 1024 is not in range [64, 256]" in res.stderr
+    assert cluster.http.get("/2/instances/ipcli").status_code == 404
+    cluster.ok(*args[:-1], "--ignore-ipolicy", "ipcli")
+    assert cluster.http.get("/2/instances/ipcli").json()["beparams"]["maxmem"] == 1024
+    cluster.ok("gnt-instance", "remove", "-f", "ipcli")
