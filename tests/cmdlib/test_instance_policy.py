@@ -14,6 +14,7 @@ from corral import ipolicy as ip
 from corral.cmdlib.instance_policy import (
     check_target_node_ipolicy,
     group_instances,
+    group_ipolicy_change,
     instance_violations,
     new_violations,
     verify_group_instances,
@@ -239,7 +240,8 @@ def test_group_policy_inheritance(tmp_path: Path) -> None:
              "max": {**ip.IPOLICY_DEFAULTS["minmax"][0]["max"], "disk-size": 1500}}]})
         assert new_violations(store, tighter) == ["big"]
         # A group change: "tiny" would break a bigger minimum in its group.
-        grown = {"minmax": [{"min": {**SPEC_MIN, "disk-size": 100}, "max": SPEC_MAX}]}
+        grown = {"minmax": [{"min": {**SPEC_MIN, "disk-size": 100},
+                             "max": {**SPEC_MAX, "disk-size": 1024}}]}
         assert new_violations(store, cluster.ipolicy, {small.uuid: grown}) == ["tiny"]
     finally:
         store.close()
@@ -280,5 +282,30 @@ def test_target_node_policy(tmp_path: Path) -> None:
         with pytest.raises(errors.OpPrereqError, match="target node group's \\(default\\)"):
             check_target_node_ipolicy(lu, store.get_instance_by_name("tiny"), node1.uuid,
                                       False)
+    finally:
+        store.close()
+
+
+def test_group_ipolicy_change(tmp_path: Path) -> None:
+    store, _default, small = _store(tmp_path)
+    try:
+        lu = _LU(store)
+        # A new group: only what it overrides is kept.
+        assert group_ipolicy_change(lu, None, {"vcpu-ratio": "8"}) == {"vcpu-ratio": 8.0}
+        # An existing group: keys replaced or reset; "tiny" newly breaks.
+        grown = [{"min": {**SPEC_MIN, "disk-size": 100},
+                  "max": {**SPEC_MAX, "disk-size": 1024}}]
+        new = group_ipolicy_change(lu, small, {"minmax": grown, "spindle-ratio": 4})
+        assert new == {"minmax": grown, "spindle-ratio": 4.0}
+        assert lu.warnings == ["After the ipolicy change the following instances violate "
+                               "them: tiny"]
+        assert group_ipolicy_change(lu, small, {"minmax": "default"}) == {}
+        for update, text in (({"std": {"memory-size": 128}}, "std cannot appear"),
+                             ({"disk-templates": ["plain"]}, "not enabled on the cluster"),
+                             ({"minmax": [{"min": SPEC_MAX, "max": SPEC_MIN}]}, "inverted")):
+            with pytest.raises(errors.OpPrereqError, match=text) as exc:
+                group_ipolicy_change(lu, small, update)
+            assert exc.value.ecode == errors.ECODE_INVAL
+        assert store.get_nodegroup(small.uuid).ipolicy == small.ipolicy   # nothing stored
     finally:
         store.close()

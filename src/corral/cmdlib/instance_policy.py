@@ -120,6 +120,28 @@ def warn_new_violations(lu: LogicalUnit, names: list[str]) -> None:
                        f"{', '.join(names)}")
 
 
+def group_ipolicy_change(lu: LogicalUnit, group: NodeGroup | None,
+                        update: dict[str, Any]) -> dict[str, Any]:
+    """The new custom policy of ``group`` after an opcode's ``ipolicy``.
+
+    For OP_GROUP_ADD (``group`` None: nothing to inherit from yet) and
+    OP_GROUP_SET_PARAMS (``check_prereq``): ``"default"`` values reset keys,
+    the filled policy must be valid and allow only enabled disk templates
+    (OpPrereqError ECODE_INVAL); instances of an existing group that the
+    change newly breaks are warned about, as Ganeti's
+    ``LUGroupSetParams._CheckIpolicy``. Run
+    :func:`corral.ipolicy.check_ipolicy_update` (``group_policy=True``) in
+    ``check_arguments`` for the syntax errors before any lock.
+    """
+    cluster = lu.cfg.get_cluster()
+    cluster_policy = ip.cluster_ipolicy(cluster.ipolicy, cluster.enabled_disk_templates)
+    new = ip.group_ipolicy_update(cluster_policy, group.ipolicy if group else {}, update,
+                                  cluster.enabled_disk_templates)
+    if group is not None:
+        warn_new_violations(lu, new_violations(lu.cfg, cluster_policy, {group.uuid: new}))
+    return new
+
+
 def check_target_node_ipolicy(lu: LogicalUnit, instance: Instance, target_node: str,
                               ignore: bool) -> None:
     """``CheckTargetNodeIPolicy``: refuse moving ``instance`` to a node of
