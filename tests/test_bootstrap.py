@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from corral import bootstrap, crypto, daemons, errors
+from corral import bootstrap, crypto, daemons, errors, ipolicy
 from corral.config import ConfigStore
 from corral.masterd.client import MasterClient
 from corral.paths import Paths
@@ -70,7 +70,8 @@ def test_init_creates_files_and_daemons(node_root: Any) -> None:
     log: list[Any] = []
     _init(paths, ip, file_storage_dir="/srv/corral/fs", feedback_fn=log.append,
           beparams={"maxmem": "256", "vcpus": 2}, nicparams={"link": "br-test"},
-          hvparams={"fake": {"migration_mode": "non-live"}}, candidate_pool_size=3)
+          hvparams={"fake": {"migration_mode": "non-live"}}, candidate_pool_size=3,
+          ipolicy={"vcpu-ratio": 2, "std": {"memory-size": 256}})
     for path in (paths.cluster_cert, paths.client_cert, crypto.ca_cert_path(paths),
                  crypto.node_server_cert_path(paths), paths.rapi_cert,
                  paths.cluster_domain_secret, paths.config_db, paths.join_tokens.parent):
@@ -105,6 +106,11 @@ def test_init_creates_files_and_daemons(node_root: Any) -> None:
         assert info["hvparams"]["fake"]["migration_mode"] == "non-live"
         assert info["candidate_pool_size"] == 3
         assert info["file_storage_dir"] == "/srv/corral/fs"
+        # The complete policy: Ganeti's defaults, the options, enabled templates.
+        assert info["ipolicy"]["vcpu-ratio"] == 2.0
+        assert info["ipolicy"]["std"]["memory-size"] == 256
+        assert info["ipolicy"]["minmax"] == ipolicy.IPOLICY_DEFAULTS["minmax"]
+        assert info["ipolicy"]["disk-templates"] == ["diskless", "file", "sharedfile"]
         jobs = client.query_jobs(None, ["summary", "status"])
         assert [["CLUSTER_POST_INIT"], "success"] in jobs
 
@@ -157,6 +163,10 @@ def test_init_refuses_existing_cluster(node_root: Any) -> None:
     ({"mac_prefix": "zz:00:00"}, "MAC prefix"),
     ({"master_netdev": "eth0; rm -rf"}, "network device"),
     ({"candidate_pool_size": 0}, "candidate pool size"),
+    ({"ipolicy": {"vcpu-ratio": -1}}, "vcpu-ratio must be a positive number"),
+    ({"ipolicy": {"std": {"memory-size": 1 << 20}}}, "std specs are not within"),
+    ({"ipolicy": {"disk-templates": ["plain"]}}, "at least one disk template"),
+    ({"ipolicy": {"minmax": "default"}}, "cannot unset"),
 ])
 def test_invalid_parameters_change_nothing(short_tmp: Path, loopback_base: Any,
                                            kwargs: dict[str, Any], match: str) -> None:

@@ -25,6 +25,7 @@ from typing import Any
 
 from corral import constants as C
 from corral import crypto, daemons, errors
+from corral import ipolicy as ip
 from corral.objects import Cluster, Node, NodeGroup, new_uuid
 from corral.paths import Paths, check_storage_dir
 
@@ -161,6 +162,15 @@ def _check_params(params: dict[str, Any] | None, types: dict[str, str],
     return {k: v for k, v in validate_params(params, types, what).items() if v is not None}
 
 
+def _check_ipolicy(custom: dict[str, Any] | None, templates: list[str]) -> dict[str, Any]:
+    """Ganeti's defaults filled with ``custom``, its disk templates
+    restricted to the enabled ones (as Ganeti's ``InitCluster``), validated."""
+    custom = ip.check_ipolicy_update(custom or {})
+    full = ip.fill_ipolicy(ip.default_ipolicy(templates), custom)
+    full[ip.IPOLICY_DTS] = [dt for dt in full[ip.IPOLICY_DTS] if dt in templates]
+    return ip.check_ipolicy(full, check_std=True)
+
+
 def _check_storage_dir(path: Any, what: str) -> str:
     if not isinstance(path, str):
         raise _inval(f"Invalid {what} {path!r}")
@@ -255,6 +265,7 @@ def init_cluster(paths: Paths, cluster_name: str, primary_ip: str,
                  master_netdev: str = "",
                  candidate_pool_size: int = C.DEFAULT_CANDIDATE_POOL_SIZE,
                  rapi_port: int = C.DEFAULT_RAPI_PORT,
+                 ipolicy: dict[str, Any] | None = None,
                  masterd_args: list[str] | None = None,
                  feedback_fn: FeedbackFn | None = None) -> None:
     """Create a new cluster whose master is this node (``gnt-cluster init``).
@@ -263,6 +274,9 @@ def init_cluster(paths: Paths, cluster_name: str, primary_ip: str,
     address of this machine (loopback is fine); noded listens on
     ``primary_ip:noded_port``, RAPI on ``primary_ip:rapi_port``. Parameter
     dicts are the customised values (validated and type-converted);
+    ``ipolicy`` the instance policy's keys to change from Ganeti's defaults
+    (:mod:`corral.ipolicy`; the cluster stores the complete policy, its
+    disk templates restricted to the enabled ones);
     storage directories are virtual paths. ``masterd_args`` are extra
     ``corral-masterd`` options; ``feedback_fn`` receives the post-init job's
     log entries ``(timestamp, log_type, message)``.
@@ -289,6 +303,7 @@ def init_cluster(paths: Paths, cluster_name: str, primary_ip: str,
     if nicp.get(C.NIC_MODE, C.NIC_MODE_BRIDGED) not in C.NIC_VALID_MODES:
         raise _inval(f"Invalid NIC mode '{nicp[C.NIC_MODE]}'")
     ndp = _check_params(ndparams, C.NDS_PARAMETER_TYPES, "node")
+    full_ipolicy = _check_ipolicy(ipolicy, templates)
     file_dir = _check_storage_dir(file_storage_dir, "file storage directory")
     shared_dir = _check_storage_dir(shared_file_storage_dir,
                                     "shared file storage directory")
@@ -324,7 +339,7 @@ def init_cluster(paths: Paths, cluster_name: str, primary_ip: str,
         beparams={"default": bep}, nicparams={"default": nicp}, ndparams=ndp,
         enabled_disk_templates=templates, file_storage_dir=file_dir,
         shared_file_storage_dir=shared_dir, candidate_pool_size=candidate_pool_size,
-        rapi_port=rapi_port)
+        rapi_port=rapi_port, ipolicy=full_ipolicy)
 
     storage_dirs = [paths.real(file_dir), paths.real(shared_dir)]
     snapshot = _Snapshot([*_state_dirs(paths), *storage_dirs])

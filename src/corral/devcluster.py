@@ -37,6 +37,16 @@ SHARED_DIR = "shared-file-storage"
 # Valid interface names (nothing that could walk out of /sys/class/net).
 _TAP_RE = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
 NODE_ADD_TIMEOUT = 120.0            # seconds per node
+# The dev cluster's instance policy bounds: test and demo instances are tiny
+# (no NIC, disks of a few MiB) and some tests ask for absurd sizes to reach
+# the resource checks, so its bounds start at zero and are practically
+# unlimited instead of Ganeti's defaults (1 NIC, 1 GiB disks, 32 GiB memory).
+DEV_IPOLICY_BOUNDS: dict[str, dict[str, int]] = {
+    "min": {"memory-size": 0, "cpu-count": 0, "disk-count": 0, "disk-size": 0,
+            "nic-count": 0, "spindle-use": 0},
+    "max": {"memory-size": 1 << 40, "cpu-count": 1 << 10, "disk-count": C.MAX_DISKS,
+            "disk-size": 1 << 40, "nic-count": C.MAX_NICS, "spindle-use": 1 << 10},
+}
 
 
 @dataclass
@@ -140,7 +150,8 @@ def up(n: int, directory: str | os.PathLike[str],
     """Create and start an ``n``-node cluster below ``directory``.
 
     Node K (1-based) has root ``directory/nodeK`` and IP ``{base}.K``; node1
-    is the master. Raises ``OpPrereqError`` (ECODE_INVAL) for bad arguments,
+    is the master; the instance policy's bounds are :data:`DEV_IPOLICY_BOUNDS`.
+    Raises ``OpPrereqError`` (ECODE_INVAL) for bad arguments,
     ECODE_STATE if ``directory`` already holds a cluster; if a step fails,
     everything started so far is stopped (:func:`down`) and the error
     re-raised.
@@ -175,7 +186,8 @@ def up(n: int, directory: str | os.PathLike[str],
         init_cluster(master.paths, cluster_name, master.ip, master_name=master.name,
                      noded_port=noded_port, enabled_hypervisors=hypervisors,
                      enabled_disk_templates=list(disk_templates), rapi_port=rapi_port,
-                     hvparams=hvparams, nicparams=nicparams, feedback_fn=feedback_fn)
+                     hvparams=hvparams, nicparams=nicparams, feedback_fn=feedback_fn,
+                     ipolicy={"minmax": [DEV_IPOLICY_BOUNDS]})
         for node in nodes[1:]:
             add_node(dev, node, feedback_fn)
     except BaseException as exc:

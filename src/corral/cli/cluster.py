@@ -24,6 +24,12 @@ from corral.cli import (
     submit_op,
 )
 from corral.cli import output as o
+from corral.cli.ipolicy_opts import (
+    SPLIT_SPECS_OPTIONS,
+    format_ipolicy_info,
+    ipolicy_from_options,
+    ipolicy_options,
+)
 from corral.cli.options import (
     convert_hvparams,
     force_dict_type,
@@ -35,6 +41,7 @@ from corral.cli.options import (
     split_list,
     submit_opts,
 )
+from corral.ipolicy import ipolicy_command_args
 
 
 @click.group("cluster", cls=CorralGroup, aliases={"show": "info"})
@@ -63,6 +70,7 @@ def cluster(root: str | None) -> None:
 @click.option("-C", "--candidate-pool-size", type=int, default=C.DEFAULT_CANDIDATE_POOL_SIZE,
               show_default=True)
 @click.option("--rapi-port", type=int, default=C.DEFAULT_RAPI_PORT, show_default=True)
+@ipolicy_options()
 def init(name: str, **opts: Any) -> int:
     """Initialise a new cluster with this node as master."""
     from corral import bootstrap
@@ -90,6 +98,7 @@ def init(name: str, **opts: Any) -> int:
         "master_netdev": opts["master_netdev"],
         "candidate_pool_size": opts["candidate_pool_size"],
         "rapi_port": opts["rapi_port"],
+        "ipolicy": ipolicy_from_options(opts),
         "feedback_fn": print_log_entry,
     }
     hypervisors = split_list(opts["enabled_hypervisors"])
@@ -178,7 +187,9 @@ def cluster_info_document(info: dict[str, Any]) -> dict[str, Any]:
         "Default instance parameters": _grouped(info.get("beparams") or {}),
         "Default nic parameters": _grouped(info.get("nicparams") or {}),
         "Default disk parameters": _grouped(info.get("diskparams") or {}),
-        "Instance policy - limits for instances": info.get("ipolicy") or {},
+        "Instance policy - limits for instances":
+            format_ipolicy_info(info["ipolicy"], info["ipolicy"], True)
+            if info.get("ipolicy") else {},
     }
 
 
@@ -356,6 +367,7 @@ def _yes_no_params(opts: dict[str, Any], names: dict[str, str]) -> dict[str, Any
 @click.option("--install-image", default=None)
 @click.option("--zeroing-image", default=None)
 @click.option("-f", "--force", is_flag=True)
+@ipolicy_options()
 @submit_opts
 def modify(**opts: Any) -> int:
     """Change cluster parameters (OP_CLUSTER_SET_PARAMS)."""
@@ -398,10 +410,25 @@ def modify(**opts: Any) -> int:
         "use_external_mip_script": "use_external_mip_script",
         "modify_etc_hosts": "modify_etc_hosts",
         "user_shutdown": "enabled_user_shutdown"}))
+    base = None
+    if any(opts.get(name) for name in SPLIT_SPECS_OPTIONS):
+        # The --specs-* options change one value of the current bounds.
+        base = get_env().client.query_cluster_info()["ipolicy"]
+    policy = ipolicy_from_options(opts, base=base)
+    if policy:
+        params["ipolicy"] = policy
     if not params:
         o.err("Please give at least one of the parameters.")
         return o.EXIT_FAILURE
     submit_op(build_op("OP_CLUSTER_SET_PARAMS", opts, force=opts["force"], **params), opts)
+    return 0
+
+
+@cluster.command("show-ispecs-cmd")
+def show_ispecs_cmd() -> int:
+    """Show the command line to re-create the cluster's instance policy specs."""
+    info_ = get_env().client.query_cluster_info()
+    o.out(f"gnt-cluster init{ipolicy_command_args(info_['ipolicy'], False)} {info_['name']}")
     return 0
 
 

@@ -14,13 +14,16 @@ from typing import Any
 
 from corral import constants as C
 from corral import errors
+from corral import ipolicy as ip
 from corral.cmdlib.base import FeedbackFn, LogicalUnit, NoHooksLU, QueryLU, ResultWithJobs
 from corral.cmdlib.cluster_verify import LUClusterVerifyGroup  # noqa: F401 (LU registry)
 from corral.cmdlib.cluster_verify import format_verify_error
 from corral.cmdlib.common import (check_hvparams_syntax, check_storage_dirs_accepted,
                                   distribute_cluster_files, validate_params)
 from corral.config import ConfigStore
+from corral.cmdlib.instance_policy import new_violations, warn_new_violations
 from corral.hypervisor import get_hypervisor_class
+from corral.ipolicy import cluster_ipolicy
 from corral.opcodes import OpClusterVerifyConfig, OpClusterVerifyGroup
 from corral.paths import normalize_virtual
 
@@ -57,7 +60,7 @@ def build_cluster_info(cfg: ConfigStore) -> dict[str, Any]:
         "os_hvp": cluster.os_hvp,
         "beparams": {"default": cluster.simple_fill_be({})},
         "osparams": cluster.osparams,
-        "ipolicy": cluster.ipolicy,
+        "ipolicy": cluster_ipolicy(cluster.ipolicy, cluster.enabled_disk_templates),
         "nicparams": {"default": cluster.simple_fill_nic({})},
         "ndparams": cluster.fill_nd(master, None) if master else dict(C.NDC_DEFAULTS),
         "diskparams": cluster.fill_diskparams(None),
@@ -312,6 +315,8 @@ class LUClusterSetParams(LogicalUnit):
                 raise errors.OpPrereqError(f"Invalid NIC mode '{mode}'", errors.ECODE_INVAL)
         if op.ndparams is not None:
             op.ndparams = validate_params(op.ndparams, C.NDS_PARAMETER_TYPES, "node")
+        if op.ipolicy:
+            op.ipolicy = ip.check_ipolicy_update(op.ipolicy)
         if op.mac_prefix is not None:
             import re
             if not re.match(r"^[0-9a-f]{2}:[0-9a-f]{2}:[0-9a-f]{2}$", op.mac_prefix.lower()):
@@ -401,11 +406,25 @@ class LUClusterSetParams(LogicalUnit):
             self, changed_dirs, [n.uuid for n in self.cfg.get_node_list() if not n.offline])
         if op.mac_prefix is not None:
             new.mac_prefix = op.mac_prefix.lower()
+        self._check_ipolicy(cluster, new)
         for name in _SIMPLE_CLUSTER_PARAMS:
             value = getattr(op, name)
             if value is not None:
                 setattr(new, name, value)
         self.new_cluster = new
+
+    def _check_ipolicy(self, cluster: Any, new: Any) -> None:
+        """Ganeti's ``_CheckIpolicy``: the new policy (stored complete) may
+        allow only enabled disk templates; instances it newly breaks are
+        only warned about."""
+        current = cluster_ipolicy(cluster.ipolicy, cluster.enabled_disk_templates)
+        if self.op.ipolicy:
+            new.ipolicy = ip.updated_ipolicy(current, self.op.ipolicy)
+            ip.check_ipolicy_vs_disk_templates(new.ipolicy, new.enabled_disk_templates)
+            warn_new_violations(self, new_violations(self.cfg, new.ipolicy))
+        else:
+            ip.check_ipolicy_vs_disk_templates(current, new.enabled_disk_templates)
+            new.ipolicy = current
 
     def exec(self, feedback_fn: FeedbackFn) -> None:
         old = self.cfg.get_cluster()

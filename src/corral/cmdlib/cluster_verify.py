@@ -15,6 +15,7 @@ from corral.cmdlib import leftovers
 from corral.cmdlib.base import FeedbackFn, LogicalUnit
 from corral.cmdlib.common import file_storage_dirs_in_use
 from corral.cmdlib.disk_checks import DiskVerifyMixin
+from corral.cmdlib.instance_policy import verify_group_instances
 from corral.objects import Node
 
 # Files that must be identical on every node (virtual paths). The allowed file
@@ -115,6 +116,10 @@ class LUClusterVerifyGroup(DiskVerifyMixin, LogicalUnit):
                         "simulated error")
         self._verify_leftovers(feedback_fn)
         self._verify_instances(feedback_fn, running, {n.uuid for n in online})
+        # Ganeti's EINSTANCEPOLICY: a warning, verify still passes.
+        for name, msg in verify_group_instances(self.cfg, self.group, self.instances):
+            feedback_fn(format_verify_error(self.op.error_codes, "EINSTANCEPOLICY",
+                                            "instance", name, msg, severity="WARNING"))
         self._verify_orphans(feedback_fn, running)
         self._verify_disks(feedback_fn, [n.uuid for n in online
                                          if not results[n.uuid].fail_msg])

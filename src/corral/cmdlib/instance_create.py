@@ -32,6 +32,7 @@ from typing import Any
 from corral import constants as C
 from corral import errors
 from corral.cmdlib.base import FeedbackFn, LogicalUnit
+from corral.cmdlib.instance_policy import check_instance_spec, node_group, spec_from_params
 from corral.cmdlib.instance_storage import (
     assemble_disks,
     check_storage_subdir,
@@ -238,6 +239,13 @@ class LUInstanceCreate(LogicalUnit):
         self.disks = generate_disk_template(
             cfg, op.disk_template, op.instance_name, pnode.uuid, op.disks,
             op.file_storage_dir, op.file_driver)
+
+        # Instance policy of the primary node's group (Ganeti checks it here too).
+        check_instance_spec(
+            self, node_group(cfg, pnode.uuid),
+            [spec_from_params(self.be_full, C.BE_MAXMEM, [d.size for d in self.disks],
+                              len(self.nics))],
+            [op.disk_template] * len(self.disks), op.ignore_ipolicy)
 
         if op.name_check and op.ip_check and self.check_ip:
             check_ip_not_in_use(self, self.check_ip, op.instance_name)

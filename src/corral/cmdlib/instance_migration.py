@@ -21,6 +21,7 @@ from corral import constants as C
 from corral import errors
 from corral.cmdlib.base import FeedbackFn, LogicalUnit, Tasklet
 from corral.cmdlib.instance_migration_run import MigrationRun, move_instance_to
+from corral.cmdlib.instance_policy import check_target_node_ipolicy
 from corral.cmdlib.instance_storage import shutdown_disks, start_instance_disks
 from corral.cmdlib.instance_utils import (
     check_node_free_memory,
@@ -172,6 +173,7 @@ class TLMigrateInstance(Tasklet):
         lu.check_node_vm_capable(target)
         if not self.cleanup:
             lu.check_node_not_drained(target)
+            check_target_node_ipolicy(lu, inst, target, op.ignore_ipolicy)
 
         be = cluster.fill_be(inst)
         hvp = cluster.fill_hv(inst)

@@ -21,6 +21,7 @@ from typing import Any
 from corral import constants as C
 from corral import errors
 from corral.cmdlib.base import LOCKS_APPEND, LOCKS_REPLACE, FeedbackFn, LogicalUnit
+from corral.cmdlib.instance_policy import check_target_node_ipolicy
 from corral.cmdlib.instance_storage import (
     assemble_disks,
     create_disks,
@@ -106,6 +107,7 @@ class LUInstanceMove(LogicalUnit):
                                        f"{target.name}", errors.ECODE_STATE)
         self.check_node_not_drained(target.uuid)
         self.check_node_vm_capable(target.uuid)
+        check_target_node_ipolicy(self, inst, target.uuid, self.op.ignore_ipolicy)
         self.check_node_online(inst.primary_node,
                                f"Cannot move instance {inst.name}: its primary node "
                                f"{node_name(self, inst.primary_node)} is offline")

@@ -17,6 +17,7 @@ from typing import Any
 from corral import constants as C
 from corral import errors
 from corral.cmdlib.base import FeedbackFn, LogicalUnit
+from corral.cmdlib.instance_policy import check_instance_spec, node_group, spec_from_params
 from corral.cmdlib.instance_storage import (
     assemble_disks,
     check_disk_specs,
@@ -289,6 +290,22 @@ class LUInstanceSetParams(LogicalUnit):
             self._prepare_disks()
         if self.nic_mods:
             self._prepare_nics()
+        if self.be_update or self.disk_mods or self.nic_mods:
+            self._check_ipolicy()
+
+    def _check_ipolicy(self) -> None:
+        """The modified instance against its group's policy, once with
+        ``maxmem`` and once with ``minmem`` as Ganeti does. Checked only
+        when a spec changes (Ganeti checks on every modify), so that an
+        instance created with --ignore-ipolicy keeps its other changes."""
+        new = self.new
+        be_new = self.cluster.simple_fill_be(new.beparams)
+        sizes = [d.size for d in new.disks]
+        check_instance_spec(
+            self, node_group(self.cfg, new.primary_node),
+            [spec_from_params(be_new, mem, sizes, len(new.nics))
+             for mem in (C.BE_MAXMEM, C.BE_MINMEM)],
+            [d.dev_type for d in new.disks], self.op.ignore_ipolicy)
 
     def _prepare_beparams(self) -> None:
         inst, new, cluster = self.instance, self.new, self.cluster

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from corral import constants as C
 from corral import errors
 from corral.cmdlib.base import FeedbackFn, LogicalUnit, NoHooksLU
+from corral.cmdlib.instance_policy import check_instance_spec, node_group
 from corral.cmdlib.instance_utils import (
     INSTANCE_DOWN,
     check_instance_state,
@@ -30,6 +31,7 @@ from corral.cmdlib.instance_utils import (
     update_instance,
 )
 from corral.hooks import build_instance_hook_env
+from corral.ipolicy import ISPEC_DISK_COUNT, ISPEC_DISK_SIZE
 from corral.objects import Disk, Instance, new_uuid
 from corral.paths import normalize_virtual, safe_component
 
@@ -424,6 +426,12 @@ class LUInstanceGrowDisk(LogicalUnit):
         else:
             self.delta = self.op.amount
             self.target = self.disk.size + self.delta
+        # Ganeti checks only the disk sizes, count and templates here.
+        sizes = [self.target if d.uuid == self.disk.uuid else d.size for d in inst.disks]
+        check_instance_spec(self, node_group(self.cfg, inst.primary_node),
+                            [{ISPEC_DISK_COUNT: len(sizes), ISPEC_DISK_SIZE: sizes}],
+                            [d.dev_type for d in inst.disks], self.op.ignore_ipolicy,
+                            action=f"Growing disk {self.op.disk}")
         if inst.disk_template in (C.DT_FILE, C.DT_SHARED_FILE) and self.delta > 0:
             check_file_storage_free(self, self.disk.nodes or [inst.primary_node],
                                     inst.disk_template,
