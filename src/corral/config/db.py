@@ -1,6 +1,6 @@
 """The SQLite side of the config store: schema, connection, row access.
 
-One table per object kind (``cluster``, ``nodegroup``, ``node``,
+One table per object kind (``cluster``, ``network``, ``nodegroup``, ``node``,
 ``instance``) with columns ``uuid`` (primary key), ``name`` (UNIQUE except
 for the cluster), ``serial_no`` and ``data`` (the object's JSON), plus
 ``meta`` (``serial_no`` of the whole config, ``schema_version``,
@@ -45,6 +45,9 @@ def connect(path: Path) -> sqlite3.Connection:
         # of the WAL per commit is a price worth paying for durability.
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA foreign_keys=OFF")
+        if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' "
+                        "AND name = 'meta'").fetchone():
+            add_kind_tables(conn)
     except sqlite3.Error as err:
         raise errors.ConfigurationError(f"Cannot open configuration {path}: {err}") from err
     return conn
@@ -53,17 +56,23 @@ def connect(path: Path) -> sqlite3.Connection:
 def create_schema(conn: sqlite3.Connection) -> None:
     """Create tables and meta rows; the caller runs this in a transaction."""
     conn.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-    for kind in KINDS:
-        unique = "" if kind == KIND_CLUSTER else " UNIQUE"
-        # name may be NULL for a moment inside a commit that swaps names.
-        conn.execute(
-            f"CREATE TABLE {kind} (uuid TEXT PRIMARY KEY, name TEXT{unique}, "
-            "serial_no INTEGER NOT NULL, data TEXT NOT NULL)")
+    add_kind_tables(conn)
     conn.executemany("INSERT INTO meta (key, value) VALUES (?, ?)", [
         (META_SERIAL, "0"),
         (META_SCHEMA, str(SCHEMA_VERSION)),
         (META_CONFIG_VERSION, str(C.CONFIG_VERSION)),
     ])
+
+
+def add_kind_tables(conn: sqlite3.Connection) -> None:
+    """Create the table of every object kind that has none yet (all of them
+    for a new database; ``network`` for one made before networks existed)."""
+    for kind in KINDS:
+        unique = "" if kind == KIND_CLUSTER else " UNIQUE"
+        # name may be NULL for a moment inside a commit that swaps names.
+        conn.execute(
+            f"CREATE TABLE IF NOT EXISTS {kind} (uuid TEXT PRIMARY KEY, name TEXT{unique}, "
+            "serial_no INTEGER NOT NULL, data TEXT NOT NULL)")
 
 
 def read_meta(conn: sqlite3.Connection) -> dict[str, str]:
