@@ -3,14 +3,15 @@ cmdlib/instance_network.py)."""
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
 from corral import errors
 
 try:
-    from .test_instance_fixtures import Env, icluster  # noqa: F401
+    from .test_instance_fixtures import Env, icluster
 except ImportError:
     from test_instance_fixtures import Env, icluster  # noqa: F401
 

@@ -30,6 +30,7 @@ _GROUPS = {
     "dev-cluster": ("corral.cli.devcluster", "dev_cluster"),
     "daemon": ("corral.cli.daemon", "daemon"),
     "backup": ("corral.cli.backup", "backup"),
+    "network": ("corral.cli.network", "network"),
 }
 # Modules adding commands to a group: failover/migrate/move/evacuate.
 _EXTENSIONS = {"instance": ("corral.cli.migration",), "node": ("corral.cli.migration",)}
@@ -109,6 +110,10 @@ def gnt_job() -> None:
 
 def gnt_backup() -> None:
     _run(load_group("backup"), "gnt-backup")
+
+
+def gnt_network() -> None:
+    _run(load_group("network"), "gnt-network")
 
 
 if __name__ == "__main__":
