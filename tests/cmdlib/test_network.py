@@ -163,3 +163,28 @@ def test_pool_exhausted_and_failed_create_keeps_pool(nenv: Env) -> None:
     assert err.ecode == errors.ECODE_STATE
     row = _query(nenv, ["free_count", "inst_list"])[0]
     assert row == {"free_count": 1, "inst_list": ["inst-a"]}
+
+
+def test_modify_nics_moves_addresses(nenv: Env) -> None:
+    _add(nenv, gateway="10.20.30.1")
+    _connect(nenv)
+    nenv.create("inst-m", nics=[{}], start=False)
+    mod = {"OP_ID": "OP_INSTANCE_SET_PARAMS", "instance_name": "inst-m"}
+    nenv.run1({**mod, "nics": [["add", -1, {"network": "net1", "ip": "pool"}]]})
+    nenv.run1({**mod, "nics": [["modify", 0, {"network": "net1", "ip": "10.20.30.7"}]]})
+    nics = nenv.info("inst-m")["nics"]
+    assert [(n[2], n[5]) for n in nics] == [("10.20.30.7", "br-test"),
+                                          ("10.20.30.2", "br-test")]
+    assert _query(nenv, ["map"])[0]["map"] == "XXX....X.......X"
+    err = nenv.fail({**mod, "nics": [["modify", 1, {"ip": "10.20.30.7"}]]})
+    assert err.ecode == errors.ECODE_NOTUNIQUE
+    err = nenv.fail({**mod, "nics": [["modify", 1, {"link": "br9"}]]})
+    assert err.ecode == errors.ECODE_INVAL
+    nenv.run1({**mod, "nics": [["modify", 1, {"ip": "pool"}]]})
+    nenv.run1({**mod, "nics": [["remove", 0, {}]]})
+    nics = nenv.info("inst-m")["nics"]
+    assert [n[2] for n in nics] == ["10.20.30.3"]
+    assert _query(nenv, ["map"])[0]["map"] == "XX.X...........X"
+    nenv.run1({**mod, "nics": [["modify", 0, {"network": "none", "ip": "none"}]]})
+    assert _query(nenv, ["map", "inst_list"])[0] == {"map": "XX.............X",
+                                                      "inst_list": []}

@@ -38,11 +38,12 @@ NIC_IP_POOL = "pool"
 _COMMIT_RETRIES = 5
 
 
-def check_network_spec(spec: dict[str, Any]) -> str | None:
+def check_network_spec(spec: dict[str, Any], pool_needs_network: bool = True) -> str | None:
     """The network named by an INicParams dict (None for none).
 
     Raises OpPrereqError ECODE_INVAL when ``mode``/``link`` are given with
-    a network, or ``ip=pool`` without one.
+    a network, or (with ``pool_needs_network``: not when modifying a NIC
+    already on a network) ``ip=pool`` without one.
     """
     net = spec.get(C.INIC_NETWORK)
     if net is None or (isinstance(net, str) and net.lower() in ("", C.VALUE_NONE)):
@@ -53,7 +54,8 @@ def check_network_spec(spec: dict[str, Any]) -> str | None:
         raise errors.OpPrereqError("If network is given, no mode or link is allowed to be "
                                    "passed", errors.ECODE_INVAL)
     ip = spec.get(C.INIC_IP)
-    if isinstance(ip, str) and ip.lower() == NIC_IP_POOL and net is None:
+    if pool_needs_network and isinstance(ip, str) and ip.lower() == NIC_IP_POOL and \
+            net is None:
         raise errors.OpPrereqError("if ip=pool, parameter network must be passed too",
                                    errors.ECODE_INVAL)
     return net
@@ -182,6 +184,43 @@ class AddressPlan:
                 raise errors.OpExecError(f"Cannot mark IP address {address} as used: "
                                          f"{err}") from None
         return [net for net, _ in nets.values()]
+
+
+def set_nic_network(lu: LogicalUnit, plan: AddressPlan, nic: NIC, params: dict[str, Any],
+                    node_uuid: str, what: str) -> None:
+    """Apply ``network``/``ip`` of ``params`` (INicParams of an added or
+    modified NIC) to ``nic``: the group's netparams and a chosen address for
+    a NIC on a network, the conflict check for one that is not; the old
+    address goes back to its pool in ``plan``. Raises OpPrereqError as
+    :func:`check_network_spec`, :func:`group_netparams`,
+    :func:`check_conflicting_ip` and :meth:`AddressPlan.choose`.
+    """
+    old_net, old_ip = nic.network, nic.ip
+    net_changed = C.INIC_NETWORK in params
+    if net_changed:
+        name = check_network_spec(params, pool_needs_network=False)
+        net = lu.cfg.expand_network(name) if name else None
+    else:
+        net = lu.cfg.get_network(old_net) if old_net else None
+    ip = params.get(C.INIC_IP, old_ip)
+    new_uuid = net.uuid if net is not None else None
+    if new_uuid == old_net and ip == old_ip:
+        return
+    if net is None:
+        if ip == NIC_IP_POOL:
+            raise errors.OpPrereqError("if ip=pool, parameter network must be passed too",
+                                       errors.ECODE_INVAL)
+        if plan.check:
+            check_conflicting_ip(lu, ip, node_uuid)
+    else:
+        if params.get(C.INIC_MODE) is not None or params.get(C.INIC_LINK) is not None:
+            raise errors.OpPrereqError("If network is given, no mode or link is allowed to "
+                                       "be passed", errors.ECODE_INVAL)
+        nic.nicparams = group_netparams(lu, net, node_uuid)
+        ip = plan.choose(lu, net, ip, what)
+    if old_net and old_ip:
+        plan.give.append((old_net, old_ip))
+    nic.network, nic.ip = new_uuid, ip
 
 
 def commit_with_addresses(lu: LogicalUnit, plan: AddressPlan,

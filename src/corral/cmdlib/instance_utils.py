@@ -346,7 +346,7 @@ def nic_params_from_spec(spec: dict[str, Any]) -> dict[str, Any]:
     :func:`corral.cmdlib.instance_network.check_network_spec`). Raises
     OpPrereqError ECODE_INVAL.
     """
-    check_network_spec(spec)
+    check_network_spec(spec, pool_needs_network=False)
     params: dict[str, Any] = {}
     mode = spec.get(C.INIC_MODE)
     if mode is not None:
