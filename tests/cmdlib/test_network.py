@@ -166,7 +166,7 @@ def test_pool_exhausted_and_failed_create_keeps_pool(nenv: Env) -> None:
 
 
 def test_modify_nics_moves_addresses(nenv: Env) -> None:
-    _add(nenv, gateway="10.20.30.1")
+    _add(nenv, gateway="10.20.30.1", mac_prefix="aa:bb:cc")
     _connect(nenv)
     nenv.create("inst-m", nics=[{}], start=False)
     mod = {"OP_ID": "OP_INSTANCE_SET_PARAMS", "instance_name": "inst-m"}
@@ -175,6 +175,8 @@ def test_modify_nics_moves_addresses(nenv: Env) -> None:
     nics = nenv.info("inst-m")["nics"]
     assert [(n[2], n[5]) for n in nics] == [("10.20.30.7", "br-test"),
                                           ("10.20.30.2", "br-test")]
+    # A new NIC on the network gets the network's MAC prefix.
+    assert nics[0][3].startswith("aa:00:00:") and nics[1][3].startswith("aa:bb:cc:")
     assert _query(nenv, ["map"])[0]["map"] == "XXX....X.......X"
     err = nenv.fail({**mod, "nics": [["modify", 1, {"ip": "10.20.30.7"}]]})
     assert err.ecode == errors.ECODE_NOTUNIQUE
@@ -185,6 +187,7 @@ def test_modify_nics_moves_addresses(nenv: Env) -> None:
     nics = nenv.info("inst-m")["nics"]
     assert [n[2] for n in nics] == ["10.20.30.3"]
     assert _query(nenv, ["map"])[0]["map"] == "XX.X...........X"
+    assert nenv.run1({"OP_ID": "OP_CLUSTER_VERIFY_CONFIG"}) is True
     nenv.run1({**mod, "nics": [["modify", 0, {"network": "none", "ip": "none"}]]})
     assert _query(nenv, ["map", "inst_list"])[0] == {"map": "XX.............X",
                                                       "inst_list": []}

@@ -94,3 +94,38 @@ def test_temporary_reservations(store: ConfigStore) -> None:
     with pytest.raises(errors.OpPrereqError) as exc:
         store.generate_ip("no-such-network", "job4")
     assert exc.value.ecode == errors.ECODE_NOENT
+
+
+def test_verify_config_checks_pools(store: ConfigStore) -> None:
+    """gnt-cluster verify's config part: NIC addresses reserved in their pool."""
+    from store_helpers import make_instance
+
+    from corral.objects import NIC
+
+    net = _network(store)
+    group = next(iter(store.get_nodegroups().values())).model_copy(deep=True)
+    group.networks[net.uuid] = {"mode": "bridged", "link": "br0", "vlan": ""}
+    store.commit(update=[group])
+    inst = make_instance(store, "i1", disks=0)
+    inst.nics = [NIC(mac="aa:00:00:00:00:01", ip="10.7.0.2", network=net.uuid),
+                 NIC(mac="aa:00:00:00:00:02", ip="10.9.9.9", network=net.uuid),
+                 NIC(mac="aa:00:00:00:00:03", ip="10.7.0.2", network="gone")]
+    pooled = store.get_network(net.uuid).model_copy(deep=True)
+    pool = AddressPool(pooled)
+    pool.reserve("10.7.0.2")
+    pool.reserve("10.7.0.3")
+    store.commit(add=[inst], update=[pooled])
+    problems = store.verify_config()
+    assert "IP address 10.9.9.9 of instance 'i1' nic1 is not in network 'net1' " \
+        "(10.7.0.0/29)" in problems
+    assert "instance 'i1' nic2 is on unknown network 'gone'" in problems
+    assert "IP address 10.7.0.3 is reserved in network 'net1' but used by no instance" \
+        in problems
+    assert len(problems) == 3, problems
+    group = store.get_nodegroup(group.uuid).model_copy(deep=True)
+    group.networks = {"missing": {}}
+    store.commit(update=[group])
+    problems = store.verify_config()
+    assert "node group 'default' is connected to unknown network 'missing'" in problems
+    assert "instance 'i1' nic0 is on network 'net1', which is not connected to node " \
+        "group 'default'" in problems

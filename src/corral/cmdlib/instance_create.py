@@ -232,9 +232,11 @@ class LUInstanceCreate(LogicalUnit):
                                      check=op.conflicts_check)
         for idx, spec in enumerate(self.nic_specs):
             nicparams, ip, net_uuid = dict(spec["nicparams"]), spec["ip"], None
+            mac_prefix = None
             if spec["network"] is not None:
                 net = cfg.expand_network(spec["network"])
                 nicparams, net_uuid = group_netparams(self, net, pnode.uuid), net.uuid
+                mac_prefix = net.mac_prefix
                 self.log_info(f"NIC/{idx} inherits netparams {list(nicparams.values())}")
                 ip = self.addresses.choose(self, net, ip, f"NIC {idx}")
             elif op.conflicts_check:
@@ -243,7 +245,7 @@ class LUInstanceCreate(LogicalUnit):
             check_nic_filled(filled, ip, f"NIC {idx}")
             mac = spec["mac"]
             if mac in (C.VALUE_AUTO, C.VALUE_GENERATE):
-                mac = generate_free_mac(self)
+                mac = generate_free_mac(self, mac_prefix)
             else:
                 check_mac_free(self, mac)
             self.nics.append(NIC(mac=mac, ip=ip, name=spec["name"], network=net_uuid,

@@ -391,11 +391,12 @@ class LUInstanceSetParams(LogicalUnit):
         for op, ident, params in self.nic_mods:
             if op == DDM_ADD:
                 idx = add_index("NIC", ident, new.nics)
-                nic = NIC(mac=self._nic_mac(params[C.INIC_MAC]),
-                          name=params.get(C.INIC_NAME),
-                          nicparams=nic_params_from_spec(params))
+                nic = NIC(name=params.get(C.INIC_NAME), nicparams=nic_params_from_spec(params))
                 set_nic_network(self, self.addresses, nic, params, new.primary_node,
                                 f"new NIC {idx}")
+                net = self.cfg.get_network(nic.network) if nic.network else None
+                nic.mac = self._nic_mac(params[C.INIC_MAC],
+                                        prefix=net.mac_prefix if net is not None else None)
                 filled = cluster.simple_fill_nic(nic.nicparams)
                 check_nic_filled(filled, nic.ip, f"new NIC {idx}")
                 new.nics.insert(idx, nic)
@@ -452,9 +453,10 @@ class LUInstanceSetParams(LogicalUnit):
                 self.log_warning(f"IP {nic.ip} was taken meanwhile, using {moved[nic.ip]}")
                 nic.ip = moved[nic.ip]
 
-    def _nic_mac(self, mac: str, nic_uuid: str | None = None) -> str:
+    def _nic_mac(self, mac: str, nic_uuid: str | None = None,
+                 prefix: str | None = None) -> str:
         if mac in (C.VALUE_AUTO, C.VALUE_GENERATE):
-            mac = generate_free_mac(self)
+            mac = generate_free_mac(self, prefix)
         else:
             check_mac_free(self, mac, nic_uuid)
         self.new_macs.append(mac)

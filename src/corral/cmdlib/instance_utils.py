@@ -405,9 +405,10 @@ def check_mac_free(lu: "LogicalUnit", mac: str, ignore_nic: str | None = None) -
                                    errors.ECODE_NOTUNIQUE)
 
 
-def generate_free_mac(lu: "LogicalUnit") -> str:
-    """A new unique MAC; not kept reserved (see :func:`reserve_macs`)."""
-    mac = lu.cfg.generate_mac()
+def generate_free_mac(lu: "LogicalUnit", prefix: str | None = None) -> str:
+    """A new unique MAC (with ``prefix``, a network's MAC prefix, if given);
+    not kept reserved (see :func:`reserve_macs`)."""
+    mac = lu.cfg.generate_mac(prefix=prefix)
     lu.cfg.release_mac(mac)
     return mac
 

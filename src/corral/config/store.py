@@ -571,8 +571,9 @@ class ConfigStore:
         self._notify()
         return port
 
-    def generate_mac(self, owner: str | None = None) -> str:
-        """A new MAC with the cluster's ``mac_prefix`` and three random bytes,
+    def generate_mac(self, owner: str | None = None, prefix: str | None = None) -> str:
+        """A new MAC with ``prefix`` (a network's; default: the cluster's
+        ``mac_prefix``) and three random bytes,
         unique among all NICs and reserved until committed or released.
 
         ``owner`` (e.g. a job id) lets :meth:`release_reservations` drop all
@@ -580,7 +581,8 @@ class ConfigStore:
         free MAC is found.
         """
         with self._lock:
-            return self._macs.generate(self.get_cluster().mac_prefix, self._cache.macs, owner)
+            return self._macs.generate(prefix or self.get_cluster().mac_prefix,
+                                       self._cache.macs, owner)
 
     def reserve_mac(self, mac: str, owner: str | None = None) -> None:
         """Reserve a user-given MAC; ``OpPrereqError`` ECODE_INVAL if malformed,
