@@ -4,6 +4,7 @@ cmdlib/instance_network.py)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -191,3 +192,51 @@ def test_modify_nics_moves_addresses(nenv: Env) -> None:
     nenv.run1({**mod, "nics": [["modify", 0, {"network": "none", "ip": "none"}]]})
     assert _query(nenv, ["map", "inst_list"])[0] == {"map": "XX.............X",
                                                       "inst_list": []}
+
+
+def _record_hooks(env: Env, hpath: str) -> Path:
+    out = Path(env.dev.directory) / f"hook-{hpath}"
+    for node in env.dev.nodes:
+        hook_dir = node.paths.hooks_dir / f"{hpath}-pre.d"
+        hook_dir.mkdir(parents=True, exist_ok=True)
+        script = hook_dir / "10-record"
+        script.write_text(f"#!/bin/sh\nenv | grep ^GANETI_ | sort > {out}.{node.name}\n")
+        script.chmod(0o755)
+    return out
+
+
+def _read_env(path: Path) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in path.read_text().splitlines())
+
+
+def test_hook_environments(nenv: Env) -> None:
+    add_out = _record_hooks(nenv, "network-add")
+    conn_out = _record_hooks(nenv, "network-connect")
+    inst_out = _record_hooks(nenv, "instance-add")
+    try:
+        _add(nenv, gateway="10.20.30.1", mac_prefix="aa:bb:cc", tags=["t1", "t2"])
+        env = _read_env(Path(f"{add_out}.node1"))
+        assert env["GANETI_OBJECT_TYPE"] == "NETWORK"
+        assert env["GANETI_NETWORK_NAME"] == "net1"
+        assert env["GANETI_NETWORK_SUBNET"] == "10.20.30.0/28"
+        assert env["GANETI_NETWORK_GATEWAY"] == "10.20.30.1"
+        assert env["GANETI_NETWORK_MAC_PREFIX"] == "aa:bb:cc"
+        assert env["GANETI_NETWORK_TAGS"] == "t1 t2"
+        _connect(nenv)
+        env = _read_env(Path(f"{conn_out}.node2"))
+        assert env["GANETI_GROUP_NAME"] == GROUP
+        assert env["GANETI_GROUP_NETWORK_MODE"] == "bridged"
+        assert env["GANETI_GROUP_NETWORK_LINK"] == "br-test"
+        nenv.create("inst-h", nics=[{"network": "net1", "ip": "pool"}], start=False)
+        env = _read_env(Path(f"{inst_out}.node1"))
+        assert env["GANETI_INSTANCE_NIC0_IP"] == "10.20.30.2"
+        assert env["GANETI_INSTANCE_NIC0_NETWORK_NAME"] == "net1"
+        assert env["GANETI_INSTANCE_NIC0_NETWORK_SUBNET"] == "10.20.30.0/28"
+        assert env["GANETI_INSTANCE_NIC0_NETWORK_GATEWAY"] == "10.20.30.1"
+        assert env["GANETI_INSTANCE_NIC0_NETWORK_MAC_PREFIX"] == "aa:bb:cc"
+        assert env["GANETI_INSTANCE_NIC0_LINK"] == "br-test"
+        assert env["GANETI_INSTANCE_NIC0_MAC"].startswith("aa:bb:cc:")
+    finally:
+        for node in nenv.dev.nodes:
+            for hpath in ("network-add", "network-connect", "instance-add"):
+                (node.paths.hooks_dir / f"{hpath}-pre.d" / "10-record").unlink()
