@@ -79,6 +79,7 @@ def test_cli_network_lifecycle_with_pool_address(net: Net) -> None:
            "--no-ip-check", "--no-name-check", "--net", "0:network=net1,ip=pool", "inst1")
     ips = net.ok("gnt-instance", "list", "--no-headers", "-o", "nic.ips,nic.links", "inst1")
     assert ips.split() == ["10.40.0.2", "br-lab"]
+    assert "network: net1" in net.ok("gnt-instance", "info", "inst1")
     info = net.ok("gnt-network", "info", "net1")
     assert "  Free: 11 (68.75%)" in info
     assert "XXX..X.........X" in info
