@@ -117,6 +117,11 @@ def test_instance_on_network_gets_pool_address(nenv: Env) -> None:
     assert nic0[2] == "10.20.30.2" and nic0[4] == "bridged" and nic0[5] == "br-test"
     assert nic1[2] == "10.20.30.9"
     assert nic0[8]["name"] == "net1"
+    rows = nenv.client.query("instance", ["nic.networks.names", "nic.network.name/1",
+                                          "nic.networks"], ["inst-n"])["data"]
+    (names, second, uuids), = rows
+    assert names == [0, ["net1", "net1"]] and second == [0, "net1"]
+    assert uuids[1][0] == nic0[7]
     row = _query(nenv, ["free_count", "inst_list", "map", "group_list"])[0]
     assert row["inst_list"] == ["inst-n"] and row["free_count"] == 11
     assert row["map"] == "XXX......X.....X"
