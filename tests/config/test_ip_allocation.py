@@ -51,7 +51,7 @@ def test_old_database_without_network_table_is_upgraded(store: ConfigStore) -> N
     try:
         assert reopened.get_networks() == {}
         _network(reopened)
-        assert list(reopened.get_networks().values())[0].name == "net1"
+        assert [n.name for n in reopened.get_networks().values()] == ["net1"]
     finally:
         reopened.close()
 
