@@ -312,7 +312,7 @@ def test_unknown_fields_and_names(env: Env) -> None:
         query("cluster", env.cfg, ["name"], None)
     assert exc.value.ecode == errors.ECODE_INVAL
     with pytest.raises(errors.OpPrereqError):
-        field_definitions("network")
+        field_definitions("filter")
 
 
 def test_row_order(env: Env) -> None:

@@ -79,7 +79,11 @@ def build_instance_hook_env(cfg: "ConfigStore", instance: Instance,
         env[prefix + "VLAN"] = params.get(C.NIC_VLAN, "")
         if params.get(C.NIC_MODE) == C.NIC_MODE_BRIDGED:
             env[prefix + "BRIDGE"] = params.get(C.NIC_LINK, "")
-        env[prefix + "NETWORK_NAME"] = nic.network or ""
+        net = cfg.get_network(nic.network) if nic.network else None
+        if net is not None:
+            env.update(net.hooks_dict(prefix))
+        else:
+            env[prefix + "NETWORK_NAME"] = nic.network or ""
     for idx, disk in enumerate(instance.disks):
         prefix = f"INSTANCE_DISK{idx}_"
         env[prefix + "NAME"] = disk.name or ""

@@ -1,4 +1,5 @@
-"""Typed configuration objects: Cluster, NodeGroup, Node, Instance, Disk, NIC.
+"""Typed configuration objects: Cluster, NodeGroup, Node, Instance, Disk, NIC,
+Network.
 
 Mirrors ``ganeti.objects``. Every object is a pydantic model whose JSON form
 is the wire and storage format (``to_dict`` / ``from_dict``). Objects read
@@ -175,6 +176,37 @@ class NodeGroup(TaggableObject):
     networks: dict[str, Any] = Field(default_factory=dict)
     hv_state_static: dict[str, Any] = Field(default_factory=dict)
     disk_state_static: dict[str, Any] = Field(default_factory=dict)
+
+
+class Network(TaggableObject):
+    """An IP network (``ganeti.objects.Network``): an IPv4 subnet with its
+    address pool, optional IPv6 subnet, gateways and MAC prefix.
+
+    ``reservations``/``ext_reservations`` are Ganeti's bit strings, one
+    ``"0"``/``"1"`` per address of ``network`` (see :mod:`corral.netpool`).
+    Node groups connect to networks by UUID (``NodeGroup.networks``), and a
+    NIC's ``network`` is the network's UUID.
+    """
+
+    name: str
+    network: str
+    gateway: str | None = None
+    network6: str | None = None
+    gateway6: str | None = None
+    mac_prefix: str | None = None
+    reservations: str = ""
+    ext_reservations: str = ""
+
+    def hooks_dict(self, prefix: str = "") -> dict[str, str]:
+        """Hook variables of the network (``Network.HooksDict``)."""
+        out = {f"{prefix}NETWORK_NAME": self.name, f"{prefix}NETWORK_UUID": self.uuid,
+               f"{prefix}NETWORK_TAGS": " ".join(self.tags)}
+        for key, value in (("SUBNET", self.network), ("GATEWAY", self.gateway),
+                           ("SUBNET6", self.network6), ("GATEWAY6", self.gateway6),
+                           ("MAC_PREFIX", self.mac_prefix)):
+            if value:
+                out[f"{prefix}NETWORK_{key}"] = value
+        return out
 
 
 class Leftover(BaseModel):

@@ -917,3 +917,7 @@ class OpTestJqueue(OpCode):
     notify_exec: bool = False
     log_messages: list[str] = Field(default_factory=list)
     fail: bool = False
+
+
+# Network opcodes live in their own module; importing it registers them.
+from corral import opcodes_network as _opcodes_network  # noqa: F401

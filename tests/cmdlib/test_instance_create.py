@@ -151,7 +151,7 @@ def _create_op(name: str, **kw: Any) -> dict[str, Any]:
     ({"nics": [{"mac": "not-a-mac"}]}, errors.ECODE_INVAL, "MAC"),
     ({"nics": [{"ip": "300.1.2.3"}]}, errors.ECODE_INVAL, "IP"),
     ({"nics": [{"mode": "routed"}]}, errors.ECODE_INVAL, "Routed"),
-    ({"nics": [{"network": "net1"}]}, errors.ECODE_INVAL, "networks"),
+    ({"nics": [{"network": "net1"}]}, errors.ECODE_NOENT, "Network 'net1' not found"),
     ({"nics": [{"name": "a"}, {"name": "a"}]}, errors.ECODE_NOTUNIQUE, "not unique"),
     ({"beparams": {"memory": 10 ** 9}}, errors.ECODE_NORES, "Not enough memory"),
     ({"ip_check": True}, errors.ECODE_INVAL, "name check"),

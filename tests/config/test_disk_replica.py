@@ -50,7 +50,7 @@ def test_conflict_and_invalid_sets_change_nothing(store: ConfigStore,
         replica.apply_replica(ConfigChanges(serial_no=6, upserts={
             "instance": [make_instance(store, "fine").to_dict(), clash.to_dict()]}))
     with pytest.raises(errors.ConfigurationError, match="Unknown object kinds"):
-        replica.apply_replica(ConfigChanges(serial_no=7, removes={"network": ["x"]}))
+        replica.apply_replica(ConfigChanges(serial_no=7, removes={"filter": ["x"]}))
     with pytest.raises(errors.ConfigurationError, match="Invalid replicated object"):
         replica.apply_replica({"serial_no": 8, "upserts": {"node": [{"name": "x"}]}})
     with pytest.raises(errors.ConfigurationError, match="Invalid replicated change set"):

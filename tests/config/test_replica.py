@@ -141,7 +141,7 @@ def test_replica_does_not_alias_callers_dicts(store: ConfigStore,
 
 def test_invalid_change_sets_refused(replica: ConfigStore) -> None:
     with pytest.raises(errors.ConfigurationError, match="Unknown object kinds"):
-        replica.apply_replica(ConfigChanges(serial_no=1, removes={"network": ["x"]}))
+        replica.apply_replica(ConfigChanges(serial_no=1, removes={"filter": ["x"]}))
     with pytest.raises(errors.ConfigurationError, match="Invalid replicated"):
         replica.apply_replica({"serial_no": 1, "upserts": {"node": [{"name": "x"}]}})
     assert replica.serial_no == 0

@@ -203,7 +203,9 @@ def _disk_info(idx: int, disk: dict[str, Any]) -> dict[str, Any]:
 
 
 def _nic_info(idx: int, nic: list[Any]) -> dict[str, Any]:
-    name, uuid, ip, mac, mode, link, vlan, network = (list(nic) + [None] * 9)[:8]
+    name, uuid, ip, mac, mode, link, vlan, _, netinfo = (list(nic) + [None] * 9)[:9]
+    # As Ganeti's _FormatInstanceNicInfo: the network's name, from netinfo.
+    network = netinfo.get("name") if isinstance(netinfo, dict) else None
     data: dict[str, Any] = {f"nic/{idx}": ""}
     if name:
         data["name"] = name

@@ -33,6 +33,7 @@ _GROUPS = {
     "debug": ("corral.cli.debug", "debug"),
     "filter": ("corral.cli.filter", "filter_group"),
     "group": ("corral.cli.group", "group"),
+    "network": ("corral.cli.network", "network"),
 }
 # Modules adding commands to a group: failover/migrate/move/evacuate, power/health,
 # list-storage, batch-create, recreate-disks.
@@ -126,6 +127,10 @@ def gnt_filter() -> None:
 
 def gnt_group() -> None:
     _run(load_group("group"), "gnt-group")
+
+
+def gnt_network() -> None:
+    _run(load_group("network"), "gnt-network")
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ _LU_MODULES = (
     "corral.cmdlib.backup",
     "corral.cmdlib.os",
     "corral.cmdlib.tags",
+    "corral.cmdlib.network",
     "corral.cmdlib.query",
     "corral.cmdlib.test",
     "corral.cmdlib.oob",

@@ -49,6 +49,7 @@ from corral.cmdlib.base import (
     NoHooksLU,
     QueryLU,
 )
+from corral.cmdlib.instance_network import remove_instance_config
 from corral.cmdlib.instance_storage import remove_disks, shutdown_disks, start_instance_disks
 from corral.cmdlib.instance_utils import (
     instance_runtime_info,
@@ -368,7 +369,7 @@ class LUBackupExport(LogicalUnit):
         problems = remove_disks(self, inst)
         if problems and not ignore:
             raise errors.OpExecError(f"Can't remove instance's disks: {'; '.join(problems)}")
-        self.cfg.commit(remove=[inst.uuid])
+        remove_instance_config(self, inst)
         release_port(self, inst.network_port)
 
     def _cleanup_exports(self, name: str, feedback_fn: FeedbackFn) -> None:

@@ -32,6 +32,14 @@ from typing import Any
 from corral import constants as C
 from corral import errors
 from corral.cmdlib.base import FeedbackFn, LogicalUnit
+from corral.cmdlib.instance_network import (
+    AddressPlan,
+    check_conflicting_ip,
+    check_network_spec,
+    commit_with_addresses,
+    group_netparams,
+    remove_instance_config,
+)
 from corral.cmdlib.instance_policy import check_instance_spec, node_group, spec_from_params
 from corral.cmdlib.instance_storage import (
     assemble_disks,
@@ -53,12 +61,12 @@ from corral.cmdlib.instance_utils import (
     check_node_free_memory,
     check_os_params,
     generate_free_mac,
+    nic_params_from_spec,
     node_name,
     normalize_beparams,
     normalize_ip,
     normalize_mac,
     normalize_name,
-    nic_params_from_spec,
     reason_trail,
     release_port,
     reserve_macs,
@@ -143,7 +151,8 @@ class LUInstanceCreate(LogicalUnit):
         mac = normalize_mac(spec.get(C.INIC_MAC) or C.VALUE_AUTO)
         return {"mac": mac, "ip": normalize_ip(spec.get(C.INIC_IP)),
                 "name": normalize_name(spec.get(C.INIC_NAME)),
-                "nicparams": nic_params_from_spec(spec)}
+                "nicparams": nic_params_from_spec(spec),
+                "network": check_network_spec(spec)}
 
     # -- names and locks ----------------------------------------------------------
     def expand_names(self) -> None:
@@ -218,18 +227,30 @@ class LUInstanceCreate(LogicalUnit):
         check_minmem_maxmem(self.be_full)
         self.os_full = cluster.simple_fill_os(op.os_type, op.osparams)
 
-        # NICs.
+        # NICs; addresses from networks are chosen here, reserved in exec.
         self.nics = []
+        self.addresses = AddressPlan(owner=f"create:{op.instance_name}",
+                                     check=op.conflicts_check)
         for idx, spec in enumerate(self.nic_specs):
-            filled = cluster.simple_fill_nic(spec["nicparams"])
-            check_nic_filled(filled, spec["ip"], f"NIC {idx}")
+            nicparams, ip, net_uuid = dict(spec["nicparams"]), spec["ip"], None
+            mac_prefix = None
+            if spec["network"] is not None:
+                net = cfg.expand_network(spec["network"])
+                nicparams, net_uuid = group_netparams(self, net, pnode.uuid), net.uuid
+                mac_prefix = net.mac_prefix
+                self.log_info(f"NIC/{idx} inherits netparams {list(nicparams.values())}")
+                ip = self.addresses.choose(self, net, ip, f"NIC {idx}")
+            elif op.conflicts_check:
+                check_conflicting_ip(self, ip, pnode.uuid)
+            filled = cluster.simple_fill_nic(nicparams)
+            check_nic_filled(filled, ip, f"NIC {idx}")
             mac = spec["mac"]
             if mac in (C.VALUE_AUTO, C.VALUE_GENERATE):
-                mac = generate_free_mac(self)
+                mac = generate_free_mac(self, mac_prefix)
             else:
                 check_mac_free(self, mac)
-            self.nics.append(NIC(mac=mac, ip=spec["ip"], name=spec["name"],
-                                 nicparams=dict(spec["nicparams"])))
+            self.nics.append(NIC(mac=mac, ip=ip, name=spec["name"], network=net_uuid,
+                                 nicparams=nicparams))
         macs = [n.mac for n in self.nics]
         if len(set(macs)) != len(macs):
             raise errors.OpPrereqError("Duplicate MAC addresses given for the NICs",
@@ -298,11 +319,19 @@ class LUInstanceCreate(LogicalUnit):
         owner = f"create:{inst.uuid}"
         try:
             reserve_macs(self, [n.mac for n in inst.nics], owner)
-            self.cfg.commit(add=[inst])
+            moved = self.addresses.reserve(self)
+            for nic in inst.nics:
+                if nic.network and nic.ip in moved:
+                    self.log_warning(f"IP {nic.ip} was taken meanwhile, using "
+                                     f"{moved[nic.ip]}")
+                    nic.ip = moved[nic.ip]
+            commit_with_addresses(self, self.addresses, add=[inst])
         except errors.CorralError:
             self.cfg.release_reservations(owner)
             release_port(self, inst.network_port)
             raise
+        finally:
+            self.addresses.release(self)
         state = {"disks": False, "started": False}
         step = "adding the instance to the configuration"
         try:
@@ -389,7 +418,7 @@ class LUInstanceCreate(LogicalUnit):
             problems.extend(remove_disks(self, current))
         if not problems:
             try:
-                self.cfg.commit(remove=[inst.uuid])
+                remove_instance_config(self, current)
                 release_port(self, current.network_port)
             except errors.CorralError as err:
                 problems.append(f"could not remove the instance from the configuration: "

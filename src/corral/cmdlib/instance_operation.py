@@ -15,6 +15,7 @@ from typing import Any
 from corral import constants as C
 from corral import errors
 from corral.cmdlib.base import FeedbackFn, LogicalUnit
+from corral.cmdlib.instance_network import remove_instance_config
 from corral.cmdlib.instance_storage import (
     instance_storage_dir,
     remove_disks,
@@ -418,5 +419,5 @@ class LUInstanceRemove(_InstanceLU):
         if problems:
             feedback_fn("Warning: can't remove instance's disks")
         feedback_fn(f"Removing instance {inst.name} out of cluster config")
-        self.cfg.commit(remove=[inst.uuid])
+        remove_instance_config(self, self.cfg.get_instance(inst.uuid) or inst)
         release_port(self, inst.network_port)

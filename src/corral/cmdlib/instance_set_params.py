@@ -17,6 +17,12 @@ from typing import Any
 from corral import constants as C
 from corral import errors
 from corral.cmdlib.base import FeedbackFn, LogicalUnit
+from corral.cmdlib.instance_network import (
+    AddressPlan,
+    commit_with_addresses,
+    nic_addresses,
+    set_nic_network,
+)
 from corral.cmdlib.instance_policy import check_instance_spec, node_group, spec_from_params
 from corral.cmdlib.instance_storage import (
     assemble_disks,
@@ -44,9 +50,9 @@ from corral.cmdlib.instance_utils import (
     instance_hook_nodes,
     instance_runtime_info,
     lock_instance_and_nodes,
+    nic_params_from_spec,
     node_free_memory,
     node_name,
-    nic_params_from_spec,
     normalize_beparams,
     normalize_ip,
     normalize_mac,
@@ -256,6 +262,8 @@ class LUInstanceSetParams(LogicalUnit):
         self.disks_to_create: list[Disk] = []
         self.disks_to_remove: list[Disk] = []
         self.new_macs: list[str] = []
+        self.addresses = AddressPlan(owner=f"modify:{inst.uuid}:{self.op_ctx.job_id}",
+                                     check=op.conflicts_check)
         pnode = inst.primary_node
         self.check_node_online(pnode)
 
@@ -400,9 +408,12 @@ class LUInstanceSetParams(LogicalUnit):
         for op, ident, params in self.nic_mods:
             if op == DDM_ADD:
                 idx = add_index("NIC", ident, new.nics)
-                nic = NIC(mac=self._nic_mac(params[C.INIC_MAC]),
-                          ip=params.get(C.INIC_IP), name=params.get(C.INIC_NAME),
-                          nicparams=nic_params_from_spec(params))
+                nic = NIC(name=params.get(C.INIC_NAME), nicparams=nic_params_from_spec(params))
+                set_nic_network(self, self.addresses, nic, params, new.primary_node,
+                                f"new NIC {idx}")
+                net = self.cfg.get_network(nic.network) if nic.network else None
+                nic.mac = self._nic_mac(params[C.INIC_MAC],
+                                        prefix=net.mac_prefix if net is not None else None)
                 filled = cluster.simple_fill_nic(nic.nicparams)
                 check_nic_filled(filled, nic.ip, f"new NIC {idx}")
                 new.nics.insert(idx, nic)
@@ -411,7 +422,8 @@ class LUInstanceSetParams(LogicalUnit):
                     f"link={filled[C.NIC_LINK]},network={nic.network}")])
             elif op == DDM_REMOVE:
                 idx = find_item("NIC", ident, new.nics)
-                new.nics.pop(idx)
+                removed = new.nics.pop(idx)
+                self.addresses.give.extend(nic_addresses([removed]))
                 self.changes.append([f"nic/{idx}", "remove"])
             else:
                 idx = find_item("NIC", ident, new.nics)
@@ -420,13 +432,24 @@ class LUInstanceSetParams(LogicalUnit):
                     if params[C.INIC_MAC] != nic.mac:
                         nic.mac = self._nic_mac(params[C.INIC_MAC], nic.uuid)
                     self.changes.append([f"nic.mac/{idx}", nic.mac])
-                for key in (C.INIC_IP, C.INIC_NAME):
-                    if key in params:
-                        setattr(nic, key, params[key])
-                        self.changes.append([f"nic.{key}/{idx}", params[key]])
+                if C.INIC_NAME in params:
+                    nic.name = params[C.INIC_NAME]
+                    self.changes.append([f"nic.name/{idx}", nic.name])
                 update = nic_params_from_spec(params)
+                if nic.network and C.INIC_NETWORK not in params and \
+                        (C.NIC_MODE in update or C.NIC_LINK in update):
+                    raise errors.OpPrereqError("If network is given, no mode or link is "
+                                               "allowed to be passed", errors.ECODE_INVAL)
                 nic.nicparams = {**nic.nicparams, **update}
                 self.changes.extend([f"nic.{k}/{idx}", v] for k, v in update.items())
+                set_nic_network(self, self.addresses, nic, params, new.primary_node,
+                                f"NIC {idx}")
+                for key in (C.INIC_IP, C.INIC_NETWORK):
+                    if key in params:
+                        value = getattr(nic, key)
+                        if key == C.INIC_NETWORK and value:
+                            value = self.cfg.expand_network(value).name
+                        self.changes.append([f"nic.{key}/{idx}", value])
                 check_nic_filled(cluster.simple_fill_nic(nic.nicparams), nic.ip, f"NIC {idx}")
         if len(new.nics) > C.MAX_NICS:
             raise errors.OpPrereqError(f"Instance has too many network interfaces "
@@ -438,9 +461,19 @@ class LUInstanceSetParams(LogicalUnit):
             raise errors.OpPrereqError("Duplicate MAC addresses given for the NICs",
                                        errors.ECODE_NOTUNIQUE)
 
-    def _nic_mac(self, mac: str, nic_uuid: str | None = None) -> str:
+    def _reserve_addresses(self, new: Any) -> None:
+        """Reserve the chosen network addresses; pool addresses another job
+        took meanwhile are replaced in ``new``'s NICs."""
+        moved = self.addresses.reserve(self)
+        for nic in new.nics:
+            if nic.network and nic.ip in moved:
+                self.log_warning(f"IP {nic.ip} was taken meanwhile, using {moved[nic.ip]}")
+                nic.ip = moved[nic.ip]
+
+    def _nic_mac(self, mac: str, nic_uuid: str | None = None,
+                 prefix: str | None = None) -> str:
         if mac in (C.VALUE_AUTO, C.VALUE_GENERATE):
-            mac = generate_free_mac(self)
+            mac = generate_free_mac(self, prefix)
         else:
             check_mac_free(self, mac, nic_uuid)
         self.new_macs.append(mac)
@@ -478,9 +511,11 @@ class LUInstanceSetParams(LogicalUnit):
                 create_disks(self, new, [disk], create_dir=False)
                 created.append(disk)
             reserve_macs(self, self.new_macs, owner)
-            self.cfg.commit(update=[new])
+            self._reserve_addresses(new)
+            commit_with_addresses(self, self.addresses, update=[new])
         except errors.CorralError as err:
             self.cfg.release_reservations(owner)
+            self.addresses.release(self)
             problems = self._remove_files(created)
             tail = f"; could not clean up: {'; '.join(problems)}" if problems else ""
             raise errors.OpExecError(f"Could not modify instance {inst.name}: {err}; no "

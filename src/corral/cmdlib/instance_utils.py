@@ -19,6 +19,7 @@ from corral import constants as C
 from corral import errors
 from corral.cmdlib.base import LOCKS_REPLACE
 from corral.cmdlib.common import check_hvparams_syntax, validate_params
+from corral.cmdlib.instance_network import check_network_spec
 from corral.objects import NIC, Instance
 
 if TYPE_CHECKING:
@@ -32,7 +33,6 @@ CAN_CHANGE_INSTANCE_OFFLINE = (C.ADMINST_DOWN, C.ADMINST_OFFLINE)
 
 VALUE_DEFAULT = "default"
 _MAC_RE = re.compile(r"^([0-9a-f]{2}:){5}[0-9a-f]{2}$")
-_NO_NETWORK = (None, "", C.VALUE_NONE)
 # Hypervisors that need a cluster port per instance (VNC/SPICE), HTS_REQ_PORT.
 HTS_REQ_PORT = frozenset({C.HT_KVM, C.HT_XEN_HVM})
 IP_CHECK_TIMEOUT = 2.0
@@ -326,12 +326,12 @@ def normalize_mac(mac: Any) -> str:
 
 
 def normalize_ip(ip: Any) -> str | None:
-    """An IP address or None (for None/``none``); ``pool`` needs a network."""
+    """An IP address, ``pool`` (an address from the NIC's network, see
+    :mod:`corral.cmdlib.instance_network`) or None (for None/``none``)."""
     if ip is None or (isinstance(ip, str) and ip.lower() in ("", C.VALUE_NONE)):
         return None
-    if ip == "pool":
-        raise errors.OpPrereqError("IP address 'pool' needs a network, and networks are "
-                                   "not supported yet", errors.ECODE_INVAL)
+    if isinstance(ip, str) and ip.lower() == "pool":
+        return "pool"
     try:
         return str(ipaddress.ip_address(str(ip)))
     except ValueError:
@@ -341,11 +341,12 @@ def normalize_ip(ip: Any) -> str | None:
 def nic_params_from_spec(spec: dict[str, Any]) -> dict[str, Any]:
     """Custom ``nicparams`` (mode/link/vlan) of an INicParams dict.
 
-    Handles the legacy ``bridge`` key. Raises OpPrereqError ECODE_INVAL.
+    Handles the legacy ``bridge`` key. With a ``network`` the connection of
+    the network to the node's group gives mode and link (see
+    :func:`corral.cmdlib.instance_network.check_network_spec`). Raises
+    OpPrereqError ECODE_INVAL.
     """
-    if spec.get(C.INIC_NETWORK) not in _NO_NETWORK:
-        raise errors.OpPrereqError("NICs connected to networks are not supported yet",
-                                   errors.ECODE_INVAL)
+    check_network_spec(spec, pool_needs_network=False)
     params: dict[str, Any] = {}
     mode = spec.get(C.INIC_MODE)
     if mode is not None:
@@ -404,9 +405,10 @@ def check_mac_free(lu: "LogicalUnit", mac: str, ignore_nic: str | None = None) -
                                    errors.ECODE_NOTUNIQUE)
 
 
-def generate_free_mac(lu: "LogicalUnit") -> str:
-    """A new unique MAC; not kept reserved (see :func:`reserve_macs`)."""
-    mac = lu.cfg.generate_mac()
+def generate_free_mac(lu: "LogicalUnit", prefix: str | None = None) -> str:
+    """A new unique MAC (with ``prefix``, a network's MAC prefix, if given);
+    not kept reserved (see :func:`reserve_macs`)."""
+    mac = lu.cfg.generate_mac(prefix=prefix)
     lu.cfg.release_mac(mac)
     return mac
 
@@ -434,8 +436,10 @@ def nic_list_to_tuple(lu: "LogicalUnit", nics: list[NIC]) -> list[list[Any]]:
     out = []
     for nic in nics:
         filled = cluster.simple_fill_nic(nic.nicparams)
+        net = lu.cfg.get_network(nic.network) if nic.network else None
         out.append([nic.name, nic.uuid, nic.ip, nic.mac, filled.get(C.NIC_MODE),
-                    filled.get(C.NIC_LINK), filled.get(C.NIC_VLAN, ""), nic.network, None])
+                    filled.get(C.NIC_LINK), filled.get(C.NIC_VLAN, ""), nic.network,
+                    net.to_dict() if net is not None else None])
     return out
 
 

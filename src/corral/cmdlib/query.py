@@ -12,7 +12,7 @@ from corral import errors
 from corral import query as qlang
 from corral.cmdlib.base import FeedbackFn, QueryLU
 
-_SUPPORTED = ("instance", "node", "group")
+_SUPPORTED = ("instance", "node", "group", "network")
 
 
 def _check_what(what: str) -> None:

@@ -1,4 +1,4 @@
-"""Logical units for tags on the cluster, nodes, node groups and instances.
+"""Logical units for tags on the cluster, nodes, node groups, instances, networks.
 
 Mirrors ``ganeti.cmdlib.tags`` (OP_TAGS_GET, OP_TAGS_SEARCH, OP_TAGS_SET,
 OP_TAGS_DEL); tag syntax and limits as ``ganeti.objects.TaggableObject``.
@@ -32,8 +32,6 @@ class _TagsLU(NoHooksLU):
     """Common name expansion and locking of the tagged object."""
 
     def check_arguments(self) -> None:
-        if self.op.kind == C.TAG_NETWORK:
-            raise errors.OpPrereqError("Networks are not supported yet", errors.ECODE_INVAL)
         if self.op.kind != C.TAG_CLUSTER and not self.op.name:
             raise errors.OpPrereqError(f"Tag kind {self.op.kind} needs an object name",
                                        errors.ECODE_INVAL)
@@ -53,6 +51,10 @@ class _TagsLU(NoHooksLU):
             group = self.cfg.expand_nodegroup(self.op.name)
             self.op.name = group.name
             self.needed_locks[C.LEVEL_NODEGROUP] = [group.uuid]
+        elif kind == C.TAG_NETWORK:
+            net = self.cfg.expand_network(self.op.name)
+            self.op.name = net.name
+            self.needed_locks[C.LEVEL_NETWORK] = [net.uuid]
 
     def get_target(self) -> TaggableObject:
         kind = self.op.kind
@@ -62,6 +64,8 @@ class _TagsLU(NoHooksLU):
             return self.cfg.expand_node(self.op.name)
         if kind == C.TAG_INSTANCE:
             return self.cfg.expand_instance(self.op.name)
+        if kind == C.TAG_NETWORK:
+            return self.cfg.expand_network(self.op.name)
         return self.cfg.expand_nodegroup(self.op.name)
 
 
@@ -98,6 +102,7 @@ class LUTagsSearch(NoHooksLU):
         objects += [(f"/instances/{i.name}", i) for i in self.cfg.get_instances().values()]
         objects += [(f"/nodes/{n.name}", n) for n in self.cfg.get_nodes().values()]
         objects += [(f"/nodegroup/{g.name}", g) for g in self.cfg.get_nodegroups().values()]
+        objects += [(f"/network/{n.name}", n) for n in self.cfg.get_networks().values()]
         for path, obj in objects:
             for tag in obj.tags:
                 if self.regex.search(tag):

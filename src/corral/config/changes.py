@@ -14,23 +14,26 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from corral import errors
-from corral.objects import Cluster, ConfigObject, Instance, Node, NodeGroup
+from corral.objects import Cluster, ConfigObject, Instance, Network, Node, NodeGroup
 
 KIND_CLUSTER = "cluster"
 KIND_NODEGROUP = "nodegroup"
 KIND_NODE = "node"
 KIND_INSTANCE = "instance"
-# Also the order in which a full snapshot is applied (groups before nodes
-# before instances, so references point backwards).
-KINDS: tuple[str, ...] = (KIND_CLUSTER, KIND_NODEGROUP, KIND_NODE, KIND_INSTANCE)
+KIND_NETWORK = "network"
+# Also the order in which a full snapshot is applied (networks before groups
+# before nodes before instances, so references point backwards).
+KINDS: tuple[str, ...] = (KIND_CLUSTER, KIND_NETWORK, KIND_NODEGROUP, KIND_NODE,
+                          KIND_INSTANCE)
 # Kinds whose ``name`` column is UNIQUE.
-NAMED_KINDS: tuple[str, ...] = (KIND_NODEGROUP, KIND_NODE, KIND_INSTANCE)
+NAMED_KINDS: tuple[str, ...] = (KIND_NETWORK, KIND_NODEGROUP, KIND_NODE, KIND_INSTANCE)
 
 CLASS_OF_KIND: dict[str, type[ConfigObject]] = {
     KIND_CLUSTER: Cluster,
     KIND_NODEGROUP: NodeGroup,
     KIND_NODE: Node,
     KIND_INSTANCE: Instance,
+    KIND_NETWORK: Network,
 }
 
 
@@ -69,7 +72,7 @@ class ConfigChanges(BaseModel):
     """What one commit changed (or, with ``full``, a whole snapshot).
 
     ``serial_no`` is the config-wide serial number after the commit.
-    ``upserts`` maps a kind (``cluster``, ``nodegroup``, ``node``,
+    ``upserts`` maps a kind (``cluster``, ``network``, ``nodegroup``, ``node``,
     ``instance``) to the ``to_dict()`` forms of the added or updated objects;
     ``removes`` maps a kind to removed UUIDs. With ``full`` the upserts are
     the complete configuration and a replica drops every object not in it.

@@ -1,6 +1,6 @@
 """The SQLite side of the config store: schema, connection, row access.
 
-One table per object kind (``cluster``, ``nodegroup``, ``node``,
+One table per object kind (``cluster``, ``network``, ``nodegroup``, ``node``,
 ``instance``) with columns ``uuid`` (primary key), ``name`` (UNIQUE except
 for the cluster), ``serial_no`` and ``data`` (the object's JSON), plus
 ``meta`` (``serial_no`` of the whole config, ``schema_version``,
@@ -59,6 +59,10 @@ def connect(path: Path) -> sqlite3.Connection:
         # of the WAL per commit is a price worth paying for durability.
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA foreign_keys=OFF")
+        if _has_table(conn, "meta"):
+            # Tables of kinds added later (network) first: the migration
+            # puts changelog triggers on every kind's table.
+            add_kind_tables(conn)
         _migrate(conn)
     except sqlite3.Error as err:
         conn.close()
@@ -66,15 +70,27 @@ def connect(path: Path) -> sqlite3.Connection:
     return conn
 
 
+def _has_table(conn: sqlite3.Connection, name: str) -> bool:
+    return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
+                        (name,)).fetchone() is not None
+
+
+def _create_log_triggers(conn: sqlite3.Connection) -> None:
+    """The triggers recording every row written to or deleted from a kind's
+    table in the changelog (idempotent)."""
+    for kind in KINDS:
+        for event, row in (("INSERT", "new"), ("UPDATE", "new"), ("DELETE", "old")):
+            conn.execute(
+                f"CREATE TRIGGER IF NOT EXISTS {kind}_{event.lower()}_log AFTER {event} "
+                f"ON {kind} BEGIN INSERT INTO changelog (kind, uuid) "
+                f"VALUES ('{kind}', {row}.uuid); END")
+
+
 def _create_changelog(conn: sqlite3.Connection) -> None:
     """The changelog table and the triggers filling and pruning it."""
     conn.execute("CREATE TABLE changelog (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
                  "kind TEXT NOT NULL, uuid TEXT NOT NULL)")
-    for kind in KINDS:
-        for event, row in (("INSERT", "new"), ("UPDATE", "new"), ("DELETE", "old")):
-            conn.execute(
-                f"CREATE TRIGGER {kind}_{event.lower()}_log AFTER {event} ON {kind} "
-                f"BEGIN INSERT INTO changelog (kind, uuid) VALUES ('{kind}', {row}.uuid); END")
+    _create_log_triggers(conn)
     conn.execute(
         "CREATE TRIGGER changelog_prune AFTER INSERT ON changelog "
         f"WHEN new.seq % {CHANGELOG_PRUNE_EVERY} = 0 BEGIN "
@@ -87,8 +103,7 @@ def _migrate(conn: sqlite3.Connection) -> None:
     empty file (no ``meta`` table yet) and other versions are left alone
     (:func:`check_schema` refuses unknown versions)."""
     def version() -> str | None:
-        if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' "
-                        "AND name = 'meta'").fetchone() is None:
+        if not _has_table(conn, "meta"):
             return None
         row = conn.execute("SELECT value FROM meta WHERE key = ?", (META_SCHEMA,)).fetchone()
         return None if row is None else row[0]
@@ -110,18 +125,26 @@ def _migrate(conn: sqlite3.Connection) -> None:
 def create_schema(conn: sqlite3.Connection) -> None:
     """Create tables and meta rows; the caller runs this in a transaction."""
     conn.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-    for kind in KINDS:
-        unique = "" if kind == KIND_CLUSTER else " UNIQUE"
-        # name may be NULL for a moment inside a commit that swaps names.
-        conn.execute(
-            f"CREATE TABLE {kind} (uuid TEXT PRIMARY KEY, name TEXT{unique}, "
-            "serial_no INTEGER NOT NULL, data TEXT NOT NULL)")
+    add_kind_tables(conn)
     _create_changelog(conn)
     conn.executemany("INSERT INTO meta (key, value) VALUES (?, ?)", [
         (META_SERIAL, "0"),
         (META_SCHEMA, str(SCHEMA_VERSION)),
         (META_CONFIG_VERSION, str(C.CONFIG_VERSION)),
     ])
+
+
+def add_kind_tables(conn: sqlite3.Connection) -> None:
+    """Create the table of every object kind that has none yet (all of them
+    for a new database; ``network`` for one made before networks existed)."""
+    for kind in KINDS:
+        unique = "" if kind == KIND_CLUSTER else " UNIQUE"
+        # name may be NULL for a moment inside a commit that swaps names.
+        conn.execute(
+            f"CREATE TABLE IF NOT EXISTS {kind} (uuid TEXT PRIMARY KEY, name TEXT{unique}, "
+            "serial_no INTEGER NOT NULL, data TEXT NOT NULL)")
+    if _has_table(conn, "changelog"):
+        _create_log_triggers(conn)
 
 
 def read_meta(conn: sqlite3.Connection) -> dict[str, str]:

@@ -14,6 +14,7 @@ them; ``obj.model_copy(deep=True)``, change the copy, ``commit(update=[copy])``.
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 import os
 import re
@@ -35,6 +36,7 @@ from corral.config.changes import (
     CLASS_OF_KIND,
     KIND_CLUSTER,
     KIND_INSTANCE,
+    KIND_NETWORK,
     KIND_NODE,
     KIND_NODEGROUP,
     KINDS,
@@ -44,16 +46,17 @@ from corral.config.changes import (
     object_name,
     storable_dict,
 )
+from corral.config.ip_allocation import IpReservations
 from corral.config.replica import apply_full, apply_incremental, parse_changes
 from corral.config.verify import verify_cache
-from corral.objects import Cluster, ConfigObject, Instance, Node, NodeGroup
+from corral.objects import Cluster, ConfigObject, Instance, Network, Node, NodeGroup
 
 logger = logging.getLogger(__name__)
 
 Listener = Callable[[ConfigChanges], None]
 
 _KIND_TITLE = {KIND_CLUSTER: "Cluster", KIND_NODEGROUP: "Node group", KIND_NODE: "Node",
-               KIND_INSTANCE: "Instance"}
+               KIND_INSTANCE: "Instance", KIND_NETWORK: "Network"}
 
 
 class _Write:
@@ -580,8 +583,9 @@ class ConfigStore:
         self._notify()
         return cluster
 
-    def generate_mac(self, owner: str | None = None) -> str:
-        """A new MAC with the cluster's ``mac_prefix`` and three random bytes,
+    def generate_mac(self, owner: str | None = None, prefix: str | None = None) -> str:
+        """A new MAC with ``prefix`` (a network's; default: the cluster's
+        ``mac_prefix``) and three random bytes,
         unique among all NICs and reserved until committed or released.
 
         ``owner`` (e.g. a job id) lets :meth:`release_reservations` drop all
@@ -589,7 +593,8 @@ class ConfigStore:
         free MAC is found.
         """
         with self._lock:
-            return self._macs.generate(self.get_cluster().mac_prefix, self._cache.macs, owner)
+            return self._macs.generate(prefix or self.get_cluster().mac_prefix,
+                                       self._cache.macs, owner)
 
     def reserve_mac(self, mac: str, owner: str | None = None) -> None:
         """Reserve a user-given MAC; ``OpPrereqError`` ECODE_INVAL if malformed,
@@ -607,6 +612,54 @@ class ConfigStore:
         """Drop every MAC reservation made with ``owner``."""
         with self._lock:
             self._macs.release_owner(owner)
+
+    # -- networks -------------------------------------------------------------------
+    def get_network(self, uuid: str) -> Network | None:
+        return self._cache.objects[KIND_NETWORK].get(uuid)  # type: ignore[return-value]
+
+    def get_networks(self) -> dict[str, Network]:
+        """All networks by UUID (a new dict of the shared objects)."""
+        with self._lock:
+            return dict(self._cache.objects[KIND_NETWORK])  # type: ignore[arg-type]
+
+    def get_network_by_name(self, name: str) -> Network | None:
+        with self._lock:
+            uuid = self._cache.names[KIND_NETWORK].get(name)
+            return self.get_network(uuid) if uuid else None
+
+    def expand_network(self, name_or_uuid: str) -> Network:
+        """The network with this UUID or name (Ganeti's ``LookupNetwork``:
+        no short names). Raises ``OpPrereqError("Network 'x' not found",
+        ECODE_NOENT)``."""
+        net = self.get_network(name_or_uuid) or self.get_network_by_name(name_or_uuid)
+        if net is None:
+            raise errors.OpPrereqError(f"Network '{name_or_uuid}' not found",
+                                       errors.ECODE_NOENT)
+        return net
+
+    @functools.cached_property
+    def _ips(self) -> IpReservations:
+        return IpReservations()
+
+    def reserve_ip(self, net_uuid: str, address: str, owner: str, check: bool = True) -> None:
+        """Reserve an instance address of a network until ``owner`` calls
+        :meth:`release_ip_reservations` (after committing the instance that
+        marks it in the pool). ``OpPrereqError`` ECODE_NOTUNIQUE when taken,
+        externally reserved (with ``check``) or outside the network;
+        ECODE_NOENT for an unknown network."""
+        with self._lock:
+            self._ips.reserve(self.expand_network(net_uuid), address, owner, check)
+
+    def generate_ip(self, net_uuid: str, owner: str) -> str:
+        """Reserve the first free address of a network (``ip=pool``); as
+        :meth:`reserve_ip`, ``OpPrereqError`` ECODE_STATE when it is full."""
+        with self._lock:
+            return self._ips.generate(self.expand_network(net_uuid), owner)
+
+    def release_ip_reservations(self, owner: str) -> None:
+        """Drop every address reservation made with ``owner``."""
+        with self._lock:
+            self._ips.release_owner(owner)
 
     # -- verification ---------------------------------------------------------------
     def verify_config(self) -> list[str]:

@@ -13,6 +13,7 @@ from collections import Counter, defaultdict
 from corral import constants as C
 from corral.config.cache import ConfigCache, normalize_mac
 from corral.config.changes import KIND_INSTANCE, KIND_NODE, KIND_NODEGROUP
+from corral.config.verify_networks import verify_networks
 from corral.objects import Disk, Instance, Node, NodeGroup
 
 
@@ -84,6 +85,7 @@ def verify_cache(cache: ConfigCache) -> list[str]:
         if highest > cluster.highest_used_port:
             result.append(f"highest used port mismatch, saved {cluster.highest_used_port}, "
                           f"computed {highest}")
+    result.extend(verify_networks(cache))
     return result
 
 

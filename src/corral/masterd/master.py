@@ -616,8 +616,7 @@ class Master:
             return list(self.cfg.expand_node(name).tags)
         if kind == C.TAG_NODEGROUP:
             return list(self.cfg.expand_nodegroup(name).tags)
-        raise errors.OpPrereqError(f"Network '{name}' not known (networks are not "
-                                   "supported by Corral)", errors.ECODE_NOENT)
+        return list(self.cfg.expand_network(name).tags)
 
     # -- Corral extensions --------------------------------------------------------
     def create_join_token(self, ttl: int = DEFAULT_JOIN_TOKEN_TTL) -> str:

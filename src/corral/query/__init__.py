@@ -63,7 +63,7 @@ __all__ = [
 def _select_objects(what: str, cfg: ConfigStore, names: list[str] | None) -> list[Any]:
     if names:
         expand = {"instance": cfg.expand_instance, "node": cfg.expand_node,
-                  "group": cfg.expand_nodegroup}[what]
+                  "group": cfg.expand_nodegroup, "network": cfg.expand_network}[what]
         seen: set[str] = set()
         out = []
         for name in names:
@@ -73,7 +73,8 @@ def _select_objects(what: str, cfg: ConfigStore, names: list[str] | None) -> lis
                 out.append(obj)
         return out
     objs: Iterable[Any] = {"instance": cfg.get_instances, "node": cfg.get_nodes,
-                           "group": cfg.get_nodegroups}[what]().values()
+                           "group": cfg.get_nodegroups,
+                           "network": cfg.get_networks}[what]().values()
     return sorted(objs, key=lambda o: nice_sort_key(o.name))
 
 

@@ -24,7 +24,7 @@ RS_NODATA = 2
 RS_UNAVAIL = 3
 RS_OFFLINE = 4
 
-QUERY_WHATS = ("instance", "node", "group")
+QUERY_WHATS = ("instance", "node", "group", "network")
 FieldKind = Literal["text", "number", "bool", "unit", "timestamp", "other"]
 Row = list[tuple[int, Any]]
 

@@ -7,10 +7,12 @@ from collections.abc import Callable
 from corral import errors
 from corral.query.base import FieldDef, QueryField
 from corral.query.instance import instance_fields
+from corral.query.network import network_fields
 from corral.query.node import group_fields, node_fields
 
 _TABLES: dict[str, Callable[[], dict[str, FieldDef]]] = {
-    "instance": instance_fields, "node": node_fields, "group": group_fields}
+    "instance": instance_fields, "node": node_fields, "group": group_fields,
+    "network": network_fields}
 
 
 def field_table(what: str) -> dict[str, FieldDef]:

@@ -223,7 +223,7 @@ def _nic_fields() -> list[FieldDef]:
         ("nic.uuids", "NIC_UUIDs", "uuid", "text", lambda p: p[0].uuid, "UUID"),
         ("nic.networks", "NIC_networks", "network", "text", lambda p: p[0].network,
          "network"),
-        # No network objects yet: a NIC's network is shown as stored.
+        # Placeholder value: replaced below by getters resolving the name.
         ("nic.networks.names", "NIC_networks_names", "network.name", "text",
          lambda p: p[0].network, "network name"),
     ]
@@ -242,7 +242,27 @@ def _nic_fields() -> list[FieldDef]:
             fields.append(_f(f"nic.{item}/{n}", f"{title}/{n}", kind,
                              f"{doc[:1].upper()}{doc[1:]} of {_ordinal(n)} network interface",
                              _indexed(_nic_pairs, n, value)))
-    return fields
+    return [_with_network_names(f) for f in fields]
+
+
+def _network_names(ctx: QueryContext, inst: Instance) -> list[tuple[str | None]]:
+    """Per NIC, its network's name (None when not on a network)."""
+    out: list[tuple[str | None]] = []
+    for nic, _ in _nic_pairs(ctx, inst):
+        net = ctx.cfg.get_network(nic.network) if nic.network else None
+        out.append((net.name if net is not None else nic.network,))
+    return out
+
+
+def _with_network_names(fdef: FieldDef) -> FieldDef:
+    """The network-name fields with getters that look the networks up."""
+    name = fdef.definition.name
+    if name == "nic.networks.names":
+        return FieldDef(fdef.definition, lambda ctx, i: [v[0] for v in _network_names(ctx, i)])
+    if name.startswith("nic.network.name/"):
+        index = int(name.rsplit("/", 1)[1])
+        return FieldDef(fdef.definition, _indexed(_network_names, index, lambda v: v[0]))
+    return fdef
 
 
 def _ordinal(n: int) -> str:

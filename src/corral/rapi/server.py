@@ -35,6 +35,7 @@ from corral import strictjson, wirejson
 from corral.paths import Paths
 from corral.rapi import groups as rg
 from corral.rapi import instances as ri
+from corral.rapi import networks as rnet
 from corral.rapi import nodes as rn
 from corral.rapi import resources as rr
 from corral.rapi.auth import HttpError, check_access
@@ -110,6 +111,8 @@ URI_MAP: list[tuple[re.Pattern[str], type[Resource]]] = [
         (rf"^/2/query/({_QUERY_RES})/fields$", rr.R_2_query_fields),
     ]
 ]
+# Networks: routes declared in their own module.
+URI_MAP += [(re.compile(p), cls) for p, cls in rnet.ROUTES]
 
 HTTP_APP_JSON = "application/json"
 # Worker threads per kind of request (see Limiters and Resource.pool).
