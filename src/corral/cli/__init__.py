@@ -261,19 +261,48 @@ def print_rows(fdefs: list[dict[str, Any]], rows: list[list[list[Any]]],
         output.out(line)
 
 
-def query_rows(what: str, fields: list[str], names: list[str] | None = None
-               ) -> list[list[list[Any]]]:
-    """``[status, value]`` rows of a query (names as the filter)."""
-    result = get_env().client.query(what, fields, list(names) if names else None)
+def query_rows(what: str, fields: list[str], names: list[str] | None = None,
+               qfilter: Any = None) -> list[list[list[Any]]]:
+    """``[status, value]`` rows of a query (``qfilter``, else names as the filter)."""
+    if qfilter is None and names:
+        qfilter = list(names)
+    result = get_env().client.query(what, fields, qfilter)
     return result["data"] if isinstance(result, dict) else result
+
+
+# Characters making list arguments a filter or glob (``qlang``'s detection
+# characters): only then is the filter parser imported.
+_QLANG_CHARS = frozenset("!\"'()/<=>\\~ \t\n\r\x0b\x0c*?")
+
+
+def is_query_filter(args: list[str] | tuple[str, ...], force_filter: bool) -> bool:
+    """Whether list arguments are a filter or glob patterns, not plain names."""
+    return force_filter or any(_QLANG_CHARS & set(arg) for arg in args)
+
+
+def list_filter(args: list[str] | tuple[str, ...], force_filter: bool,
+                namefield: str = "name", isnumeric: bool = False) -> Any:
+    """The query filter of a list command's arguments and ``-F``
+    (``qlang.MakeFilter``, see :func:`corral.cli.qfilter.make_filter`);
+    plain names stay a list of names. Raises ``QueryFilterParseError``."""
+    if is_query_filter(args, force_filter):
+        from corral.cli import qfilter
+
+        return qfilter.make_filter(list(args), force_filter, namefield, isnumeric)
+    return list(args) or None
 
 
 def generic_list(what: str, defaults: list[str], names: list[str] | tuple[str, ...],
                  opts: dict[str, Any]) -> int:
-    """``gnt-* list``: query ``what`` and print it; 14 for unknown fields."""
+    """``gnt-* list``: query ``what`` and print it; 14 for unknown fields.
+
+    ``names`` are names, glob patterns, or with ``-F`` (``force_filter``)
+    one query filter text.
+    """
     fields = parse_field_list(opts.get("fields"), defaults)
+    qfilter = list_filter(names, bool(opts.get("force_filter")))
     fdefs = field_definitions(what, fields)
-    rows = query_rows(what, fields, list(names))
+    rows = query_rows(what, fields, qfilter=qfilter)
     print_rows(fdefs, rows, opts)
     return output.EXIT_SUCCESS
 

@@ -18,6 +18,8 @@ from corral.cli import (
     CorralGroup,
     confirm,
     get_env,
+    is_query_filter,
+    list_filter,
     parse_field_list,
     print_log_entry,
     print_rows,
@@ -103,7 +105,13 @@ def list_(ids: tuple[str, ...], **opts: Any) -> int:
     fields = parse_field_list(opts.get("fields"), DEFAULT_FIELDS)
     fdefs = job_field_definitions(fields)
     query = fields if "status" in fields else fields + ["status"]
-    rows = get_env().client.query_jobs(_job_ids(ids) or None, query, opts["archived"])
+    client = get_env().client
+    if is_query_filter(ids, bool(opts.get("force_filter"))):
+        qfilter = list_filter(ids, bool(opts.get("force_filter")), "id", isnumeric=True)
+        rows = [[value for _, value in row]
+                for row in client.query("job", query, qfilter)["data"]]
+    else:
+        rows = client.query_jobs(_job_ids(ids) or None, query, opts["archived"])
     wanted = STATUS_FILTERS.get(opts.get("status_filter") or "")
     status_idx = query.index("status")
     table = []

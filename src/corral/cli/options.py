@@ -416,6 +416,10 @@ list_opts = _compose(
     click.option("--output", "output_format", type=click.Choice(["table", "json"]),
                  default="table", help="Output format"),
     click.option("-v", "--verbose", is_flag=True, help="Verbose status of missing values"),
+    click.option("-F", "--filter", "force_filter", is_flag=True,
+                 help="Treat the argument as a query filter such as 'pnode == \"node1\" "
+                      "and admin_state' (see QUERY FILTERS in the man page); a single argument "
+                      "with filter characters is one anyway"),
 )
 """Options of every ``list`` command."""
 
