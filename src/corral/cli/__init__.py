@@ -20,11 +20,23 @@ import click
 from corral import constants as C
 from corral import errors
 from corral.cli import output
-from corral.cli.options import submit_opts
+from corral.cli.options import argument, submit_opts
 from corral.paths import Paths
 
 REASON_SRC_CLIENT = "gnt:client"
 REASON_SRC_USER = "gnt:user"
+
+
+class CorralCommand(click.Command):
+    """A click command whose ``--help`` also lists its arguments' help texts."""
+
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(param.make_metavar(ctx), param.help) for param in self.params
+                if isinstance(param, click.Argument) and getattr(param, "help", None)]
+        if rows:
+            with formatter.section("Arguments"):
+                formatter.write_dl(rows)
+        super().format_options(ctx, formatter)
 
 
 class CorralGroup(click.Group):
@@ -34,6 +46,8 @@ class CorralGroup(click.Group):
     printed as ``Failure: ...`` (exit 1, or 2 for a corrupt configuration);
     a closed stdout ends the command silently (exit 141, as SIGPIPE would).
     """
+
+    command_class = CorralCommand
 
     def __init__(self, *args: Any, aliases: dict[str, str] | None = None,
                  **kwargs: Any) -> None:
@@ -344,7 +358,7 @@ def add_tag_commands(group: click.Group, kind: str) -> None:
     """Add ``list-tags``, ``add-tags`` and ``remove-tags`` for tag ``kind``
     to ``group`` (``ganeti.cli`` ListTags/AddTags/RemoveTags)."""
     takes_name = kind != C.TAG_CLUSTER
-    name_arg = click.argument("name") if takes_name else (lambda f: f)
+    name_arg = argument("name", help=f"Name of the {kind}") if takes_name else (lambda f: f)
 
     @group.command("list-tags")
     @name_arg
@@ -374,30 +388,30 @@ def add_tag_commands(group: click.Group, kind: str) -> None:
 
     if takes_name:
         @group.command("add-tags")
-        @click.argument("name")
-        @click.argument("tags", nargs=-1)
+        @argument("name", help=f"Name of the {kind}")
+        @argument("tags", nargs=-1, help="Tags (or --from FILE)")
         @_decorate
         def add_tags(name: str, tags: tuple[str, ...], **opts: Any) -> int:
             """Add tags."""
             return _change("OP_TAGS_SET", name, tags, opts)
 
         @group.command("remove-tags")
-        @click.argument("name")
-        @click.argument("tags", nargs=-1)
+        @argument("name", help=f"Name of the {kind}")
+        @argument("tags", nargs=-1, help="Tags (or --from FILE)")
         @_decorate
         def remove_tags(name: str, tags: tuple[str, ...], **opts: Any) -> int:
             """Remove tags."""
             return _change("OP_TAGS_DEL", name, tags, opts)
     else:
         @group.command("add-tags")
-        @click.argument("tags", nargs=-1)
+        @argument("tags", nargs=-1, help="Tags (or --from FILE)")
         @_decorate
         def add_cluster_tags(tags: tuple[str, ...], **opts: Any) -> int:
             """Add tags."""
             return _change("OP_TAGS_SET", None, tags, opts)
 
         @group.command("remove-tags")
-        @click.argument("tags", nargs=-1)
+        @argument("tags", nargs=-1, help="Tags (or --from FILE)")
         @_decorate
         def remove_cluster_tags(tags: tuple[str, ...], **opts: Any) -> int:
             """Remove tags."""

@@ -383,6 +383,22 @@ def split_list(value: str | None) -> list[str] | None:
 
 # -- shared click options ---------------------------------------------------------------
 
+class HelpArgument(click.Argument):
+    """A click argument with a help text (click's own have none), shown in
+    ``--help`` under "Arguments" and in the man pages."""
+
+    def __init__(self, param_decls: list[str], required: bool | None = None,
+                 help: str | None = None, **attrs: Any) -> None:
+        super().__init__(param_decls, required=required, **attrs)
+        self.help = help
+
+
+def argument(*param_decls: str, help: str, **attrs: Any
+             ) -> Callable[[Any], Any]:
+    """``click.argument`` with a required ``help`` text (:class:`HelpArgument`)."""
+    return click.argument(*param_decls, cls=HelpArgument, help=help, **attrs)
+
+
 def _compose(*decorators: Callable[[Any], Any]) -> Callable[[Any], Any]:
     def wrap(fn: Any) -> Any:
         for deco in reversed(decorators):

@@ -13,6 +13,7 @@ import click
 
 from corral.cli import CorralGroup, build_op, root_option, submit_job
 from corral.cli import output as o
+from corral.cli.options import argument
 from corral.values import os_names
 
 
@@ -43,7 +44,7 @@ def valid_os_names(rows: list[dict[str, Any]]) -> list[str]:
 
 
 @os_group.command("list")
-@click.option("--no-headers", is_flag=True)
+@click.option("--no-headers", is_flag=True, help="Do not print column headers")
 def list_(no_headers: bool) -> int:
     """List the valid OSes (with variants) available on all nodes."""
     rows = diagnose_rows(["name", "valid", "variants", "hidden", "blacklisted"])
@@ -121,7 +122,7 @@ def diagnose() -> int:
 
 
 @os_group.command("info")
-@click.argument("names", nargs=-1)
+@argument("names", nargs=-1, help="OS definitions to show (default: all)")
 def info(names: tuple[str, ...]) -> int:
     """Show details of OSes (YAML): validity, API versions, variants, parameters."""
     rows = diagnose_rows(["name", "valid", "variants", "parameters", "api_versions",
