@@ -4,7 +4,8 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 PKGS=(qemu-system-x86 qemu-utils ganeti-os-noop socat busybox-static e2fsprogs
-      iproute2 cpio zstd gzip lzop)
+      iproute2 cpio zstd gzip lzop
+      man-db groff-base)
 missing=()
 for p in "${PKGS[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -21,4 +22,6 @@ if [ ! -x "$ROOT/.venv/bin/python" ]; then
     python3 -m venv "$ROOT/.venv"
 fi
 "$ROOT/.venv/bin/pip" install -q --disable-pip-version-check -e "$ROOT[test]"
+# Man pages (section 8) where man finds them when .venv/bin is on PATH.
+"$ROOT/.venv/bin/python" -m corral.cli.manpages "$ROOT/.venv/share/man" >/dev/null
 echo "setup: done (venv: $ROOT/.venv)"
