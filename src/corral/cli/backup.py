@@ -36,6 +36,7 @@ from corral.cli.options import (
     argument,
     convert_hvparams,
     force_dict_type,
+    instance_spec_opts,
     parse_disks,
     parse_ident_kv,
     parse_kv,
@@ -131,38 +132,7 @@ def report_export_result(result: Any) -> int:
 @argument("name", help="Name of the new instance")
 @click.option("--src-node", default=None, help="Node holding the export")
 @click.option("--src-dir", default=None, help="Export directory (default: the name)")
-@click.option("-t", "--disk-template", default=None, type=click.Choice(C.DISK_TEMPLATES),
-              help="Disk template of the new instance")
-@click.option("-n", "--node", "node_spec", default=None, metavar="PNODE[:SNODE]",
-              help="Primary node, and secondary node for mirrored templates (PNODE:SNODE)")
-@click.option("-I", "--iallocator", default=None,
-              help=("Instance allocator plugin choosing the node(s) (default: the cluster's "
-                    "default iallocator)"))
-@click.option("-g", "--node-group", "group_name", default=None,
-              help="Node group to place the instance in (with an iallocator)")
-@click.option("--disk", "disks", multiple=True, metavar="N:size=SIZE,mode=ro|rw,...",
-              help=("Disk N of the instance: size, mode (ro|rw), vg, name, spindles, ... "
-                    "(repeatable)"))
-@click.option("-s", "--os-size", "os_size", default=None,
-              help="Size of the single disk (unit suffixes M, G, T), instead of --disk")
-@click.option("--net", "nets", multiple=True, metavar="N:mac=..,ip=..,link=..,...",
-              help="NIC N of the instance: mac, ip, mode, link, network, name, vlan (repeatable)")
-@click.option("--no-nics", is_flag=True, help="Create the instance without network interfaces")
-@click.option("-B", "--backend-parameters", "beparams", default=None,
-              help=("Backend parameters: KEY=VAL,... (maxmem, minmem, vcpus, auto_balance, "
-                    "always_failover, spindle_use)"))
-@click.option("-H", "--hypervisor-parameters", "hvparams", default=None,
-              metavar="HV[:KEY=VAL,...]", help="Hypervisor and its parameters: HV:KEY=VAL,...")
-@click.option("-O", "--os-parameters", "osparams", default=None, help="OS parameters: KEY=VAL,...")
-@click.option("--file-storage-dir", default=None,
-              help=("Directory of the instance's disk files, relative to the cluster's file "
-                    "storage directory"))
-@click.option("--file-driver", default=None, type=click.Choice(C.FILE_DRIVERS),
-              help="Driver of file-based disks (loop or blktap)")
-@click.option("--no-ip-check", "ip_check", flag_value=False, default=True,
-              help="Do not check that the instance's IP address is unused (no ping)")
-@click.option("--no-name-check", "name_check", flag_value=False, default=True,
-              help="Do not check that the instance name resolves (implies --no-ip-check)")
+@instance_spec_opts
 @click.option("--no-start", "start", flag_value=False, default=True,
               help="Do not start the instance after creating it")
 @click.option("--identify-defaults", is_flag=True,

@@ -34,6 +34,7 @@ from corral.cli.options import (
     argument,
     convert_hvparams,
     force_dict_type,
+    instance_spec_opts,
     list_opts,
     parse_disks,
     parse_ident_kv,
@@ -42,6 +43,7 @@ from corral.cli.options import (
     parse_nics,
     parse_node_spec,
     parse_size,
+    remember_opts,
     split_list,
     submit_opts,
 )
@@ -66,42 +68,9 @@ def _with_defaults(params: dict[str, Any]) -> dict[str, Any]:
 
 @instance.command("add")
 @argument("name", help="Name of the new instance")
-@click.option("-t", "--disk-template", default=None, type=click.Choice(C.DISK_TEMPLATES),
-              help="Disk template of the instance's disks")
-@click.option("-n", "--node", "node_spec", default=None, metavar="PNODE[:SNODE]",
-              help=("Primary node, and secondary node for mirrored templates (PNODE:SNODE); or use"
-                    " -I"))
-@click.option("-I", "--iallocator", default=None,
-              help=("Instance allocator plugin choosing the node(s) (default: the cluster's "
-                    "default iallocator)"))
-@click.option("-g", "--node-group", "group_name", default=None,
-              help="Node group to place the instance in (with an iallocator)")
 @click.option("-o", "--os-type", "os_type", default=None, metavar="OS[+VARIANT]",
               help="OS definition (and variant) to install")
-@click.option("--disk", "disks", multiple=True, metavar="N:size=SIZE,mode=ro|rw,...",
-              help=("Disk N: size (unit suffixes M, G, T), mode (ro|rw), vg, name, spindles, "
-                    "adopt, ... (repeatable)"))
-@click.option("-s", "--os-size", "os_size", default=None, help="Size of the single disk")
-@click.option("--net", "nets", multiple=True, metavar="N:mac=..,ip=..,link=..,...",
-              help=("NIC N: mac (auto|generate|address), ip, mode, link, network, name, vlan "
-                    "(repeatable)"))
-@click.option("--no-nics", is_flag=True, help="Create the instance without NICs")
-@click.option("-B", "--backend-parameters", "beparams", default=None,
-              help=("Backend parameters: KEY=VAL,... (maxmem, minmem, vcpus, auto_balance, "
-                    "always_failover, spindle_use)"))
-@click.option("-H", "--hypervisor-parameters", "hvparams", default=None,
-              metavar="HV[:KEY=VAL,...]",
-              help="Hypervisor and its parameters for this instance: HV:KEY=VAL,...")
-@click.option("-O", "--os-parameters", "osparams", default=None, help="OS parameters: KEY=VAL,...")
-@click.option("--file-storage-dir", default=None,
-              help=("Directory of the instance's disk files, relative to the cluster's file "
-                    "storage directory"))
-@click.option("--file-driver", default=None, type=click.Choice(C.FILE_DRIVERS),
-              help="Driver of file-based disks (loop or blktap)")
-@click.option("--no-ip-check", "ip_check", flag_value=False, default=True,
-              help="Do not check that the instance's IP address is unused (no ping)")
-@click.option("--no-name-check", "name_check", flag_value=False, default=True,
-              help="Do not check that the instance name resolves (implies --no-ip-check)")
+@instance_spec_opts
 @click.option("--no-conflicts-check", "conflicts_check", flag_value=False, default=True,
               help="Do not check NIC IP addresses for conflicts on their network")
 @click.option("--no-wait-for-sync", "wait_for_sync", flag_value=False, default=True,
@@ -407,12 +376,7 @@ def run_many(operation: str, names: list[str], make_op: Any, opts: dict[str, Any
               help="One-off backend parameters for this start")
 @click.option("--paused", "startup_paused", is_flag=True,
               help="Start the instance paused (hypervisors that support it)")
-@click.option("--no-remember", is_flag=True,
-              help=("Do not record the new state in the configuration (the watcher may change it "
-                    "back)"))
-@click.option("--ignore-offline", is_flag=True,
-              help=("Ignore the instance's primary node being offline (only update the "
-                    "configuration)"))
+@remember_opts
 @submit_opts
 def startup(names: tuple[str, ...], **opts: Any) -> int:
     """Start instances."""
@@ -438,12 +402,7 @@ def startup(names: tuple[str, ...], **opts: Any) -> int:
 @multi_opts
 @click.option("--timeout", type=int, default=C.DEFAULT_SHUTDOWN_TIMEOUT, show_default=True,
               help="Seconds to wait before forcing the instance off")
-@click.option("--no-remember", is_flag=True,
-              help=("Do not record the new state in the configuration (the watcher may change it "
-                    "back)"))
-@click.option("--ignore-offline", is_flag=True,
-              help=("Ignore the instance's primary node being offline (only update the "
-                    "configuration)"))
+@remember_opts
 @click.option("-f", "--force", is_flag=True,
               help="Do not ask for confirmation when several instances are selected")
 @submit_opts
