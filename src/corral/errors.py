@@ -153,6 +153,21 @@ class RemoteError(CorralError):
     """An error raised by the master daemon, re-created on the client side."""
 
 
+class QueryFilterParseError(CorralError):
+    """A query filter text (``list -F``) is not valid (``errors.QueryFilterParseError``).
+
+    ``details``: the offending line, a caret under the error and the reason,
+    printed by the CLI under the message.
+    """
+
+    default_ecode = ECODE_INVAL
+
+    def __init__(self, message: str = "", ecode: str | None = None,
+                 details: list[str] | None = None) -> None:
+        super().__init__(message, ecode)
+        self.details = list(details or [])
+
+
 # Classes that may come back in an encoded job result.
 _ENCODABLE: dict[str, type[CorralError]] = {
     cls.__name__: cls

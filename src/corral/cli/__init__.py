@@ -20,11 +20,23 @@ import click
 from corral import constants as C
 from corral import errors
 from corral.cli import output
-from corral.cli.options import submit_opts
+from corral.cli.options import argument, submit_opts
 from corral.paths import Paths
 
 REASON_SRC_CLIENT = "gnt:client"
 REASON_SRC_USER = "gnt:user"
+
+
+class CorralCommand(click.Command):
+    """A click command whose ``--help`` also lists its arguments' help texts."""
+
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(param.make_metavar(ctx), param.help) for param in self.params
+                if isinstance(param, click.Argument) and getattr(param, "help", None)]
+        if rows:
+            with formatter.section("Arguments"):
+                formatter.write_dl(rows)
+        super().format_options(ctx, formatter)
 
 
 class CorralGroup(click.Group):
@@ -34,6 +46,8 @@ class CorralGroup(click.Group):
     printed as ``Failure: ...`` (exit 1, or 2 for a corrupt configuration);
     a closed stdout ends the command silently (exit 141, as SIGPIPE would).
     """
+
+    command_class = CorralCommand
 
     def __init__(self, *args: Any, aliases: dict[str, str] | None = None,
                  **kwargs: Any) -> None:
@@ -259,19 +273,48 @@ def print_rows(fdefs: list[dict[str, Any]], rows: list[list[list[Any]]],
         units=opts.get("units"), verbose=bool(opts.get("verbose"))))
 
 
-def query_rows(what: str, fields: list[str], names: list[str] | None = None
-               ) -> list[list[list[Any]]]:
-    """``[status, value]`` rows of a query (names as the filter)."""
-    result = get_env().client.query(what, fields, list(names) if names else None)
+def query_rows(what: str, fields: list[str], names: list[str] | None = None,
+               qfilter: Any = None) -> list[list[list[Any]]]:
+    """``[status, value]`` rows of a query (``qfilter``, else names as the filter)."""
+    if qfilter is None and names:
+        qfilter = list(names)
+    result = get_env().client.query(what, fields, qfilter)
     return result["data"] if isinstance(result, dict) else result
+
+
+# Characters making list arguments a filter or glob (``qlang``'s detection
+# characters): only then is the filter parser imported.
+_QLANG_CHARS = frozenset("!\"'()/<=>\\~ \t\n\r\x0b\x0c*?")
+
+
+def is_query_filter(args: list[str] | tuple[str, ...], force_filter: bool) -> bool:
+    """Whether list arguments are a filter or glob patterns, not plain names."""
+    return force_filter or any(_QLANG_CHARS & set(arg) for arg in args)
+
+
+def list_filter(args: list[str] | tuple[str, ...], force_filter: bool,
+                namefield: str = "name", isnumeric: bool = False) -> Any:
+    """The query filter of a list command's arguments and ``-F``
+    (``qlang.MakeFilter``, see :func:`corral.cli.qfilter.make_filter`);
+    plain names stay a list of names. Raises ``QueryFilterParseError``."""
+    if is_query_filter(args, force_filter):
+        from corral.cli import qfilter
+
+        return qfilter.make_filter(list(args), force_filter, namefield, isnumeric)
+    return list(args) or None
 
 
 def generic_list(what: str, defaults: list[str], names: list[str] | tuple[str, ...],
                  opts: dict[str, Any]) -> int:
-    """``gnt-* list``: query ``what`` and print it; 14 for unknown fields."""
+    """``gnt-* list``: query ``what`` and print it; 14 for unknown fields.
+
+    ``names`` are names, glob patterns, or with ``-F`` (``force_filter``)
+    one query filter text.
+    """
     fields = parse_field_list(opts.get("fields"), defaults)
+    qfilter = list_filter(names, bool(opts.get("force_filter")))
     fdefs = field_definitions(what, fields)
-    rows = query_rows(what, fields, list(names))
+    rows = query_rows(what, fields, qfilter=qfilter)
     print_rows(fdefs, rows, opts)
     return output.EXIT_SUCCESS
 
@@ -313,7 +356,7 @@ def add_tag_commands(group: click.Group, kind: str) -> None:
     """Add ``list-tags``, ``add-tags`` and ``remove-tags`` for tag ``kind``
     to ``group`` (``ganeti.cli`` ListTags/AddTags/RemoveTags)."""
     takes_name = kind != C.TAG_CLUSTER
-    name_arg = click.argument("name") if takes_name else (lambda f: f)
+    name_arg = argument("name", help=f"Name of the {kind}") if takes_name else (lambda f: f)
 
     @group.command("list-tags")
     @name_arg
@@ -343,30 +386,30 @@ def add_tag_commands(group: click.Group, kind: str) -> None:
 
     if takes_name:
         @group.command("add-tags")
-        @click.argument("name")
-        @click.argument("tags", nargs=-1)
+        @argument("name", help=f"Name of the {kind}")
+        @argument("tags", nargs=-1, help="Tags (or --from FILE)")
         @_decorate
         def add_tags(name: str, tags: tuple[str, ...], **opts: Any) -> int:
             """Add tags."""
             return _change("OP_TAGS_SET", name, tags, opts)
 
         @group.command("remove-tags")
-        @click.argument("name")
-        @click.argument("tags", nargs=-1)
+        @argument("name", help=f"Name of the {kind}")
+        @argument("tags", nargs=-1, help="Tags (or --from FILE)")
         @_decorate
         def remove_tags(name: str, tags: tuple[str, ...], **opts: Any) -> int:
             """Remove tags."""
             return _change("OP_TAGS_DEL", name, tags, opts)
     else:
         @group.command("add-tags")
-        @click.argument("tags", nargs=-1)
+        @argument("tags", nargs=-1, help="Tags (or --from FILE)")
         @_decorate
         def add_cluster_tags(tags: tuple[str, ...], **opts: Any) -> int:
             """Add tags."""
             return _change("OP_TAGS_SET", None, tags, opts)
 
         @group.command("remove-tags")
-        @click.argument("tags", nargs=-1)
+        @argument("tags", nargs=-1, help="Tags (or --from FILE)")
         @_decorate
         def remove_cluster_tags(tags: tuple[str, ...], **opts: Any) -> int:
             """Remove tags."""

@@ -33,8 +33,10 @@ from corral.cli import (
 )
 from corral.cli import output as o
 from corral.cli.options import (
+    argument,
     convert_hvparams,
     force_dict_type,
+    instance_spec_opts,
     parse_disks,
     parse_ident_kv,
     parse_kv,
@@ -61,21 +63,28 @@ def backup(root: str | None) -> None:
 # -- export ---------------------------------------------------------------------------
 
 @backup.command("export")
-@click.argument("name")
+@argument("name", help="Instance to export")
 @click.option("-n", "--node", "target_node", required=True, help="Target node")
 @click.option("--noshutdown", "shutdown", flag_value=False, default=True,
               help="Do not shut the instance down (needs snapshots)")
 @click.option("--shutdown-timeout", type=int, default=C.DEFAULT_SHUTDOWN_TIMEOUT,
-              show_default=True)
+              show_default=True,
+              help="Seconds to wait for the instance to shut down before forcing it off")
 @click.option("--remove-instance", is_flag=True, help="Remove the instance afterwards")
-@click.option("--ignore-remove-failures", is_flag=True)
+@click.option("--ignore-remove-failures", is_flag=True,
+              help="Do not fail when the old export or snapshots cannot be removed")
 @click.option("--transport-compression", "compress", default="none", show_default=True,
               help="Compression of the data in transit (none, gzip, zstd, ...)")
-@click.option("--zero-free-space", is_flag=True)
-@click.option("--zeroing-timeout-fixed", type=int, default=None)
-@click.option("--zeroing-timeout-per-mib", type=float, default=None)
-@click.option("--long-sleep", is_flag=True)
-@click.option("-f", "--force", is_flag=True)
+@click.option("--zero-free-space", is_flag=True,
+              help=("Zero the free space of the disks before export so they compress better (needs"
+                    " a zeroing image)"))
+@click.option("--zeroing-timeout-fixed", type=int, default=None,
+              help="Fixed part of the zeroing timeout, in seconds")
+@click.option("--zeroing-timeout-per-mib", type=float, default=None,
+              help="Per-MiB part of the zeroing timeout, in seconds")
+@click.option("--long-sleep", is_flag=True,
+              help="Shut the instance down for the whole export instead of using snapshots")
+@click.option("-f", "--force", is_flag=True, help="Do not ask for confirmation")
 @submit_opts
 def export(name: str, **opts: Any) -> int:
     """Export an instance to a node's export directory."""
@@ -120,31 +129,19 @@ def report_export_result(result: Any) -> int:
 # -- import ---------------------------------------------------------------------------
 
 @backup.command("import")
-@click.argument("name")
+@argument("name", help="Name of the new instance")
 @click.option("--src-node", default=None, help="Node holding the export")
 @click.option("--src-dir", default=None, help="Export directory (default: the name)")
-@click.option("-t", "--disk-template", default=None, type=click.Choice(C.DISK_TEMPLATES))
-@click.option("-n", "--node", "node_spec", default=None, metavar="PNODE[:SNODE]")
-@click.option("-I", "--iallocator", default=None)
-@click.option("-g", "--node-group", "group_name", default=None)
-@click.option("--disk", "disks", multiple=True, metavar="N:size=SIZE,mode=ro|rw,...")
-@click.option("-s", "--os-size", "os_size", default=None)
-@click.option("--net", "nets", multiple=True, metavar="N:mac=..,ip=..,link=..,...")
-@click.option("--no-nics", is_flag=True)
-@click.option("-B", "--backend-parameters", "beparams", default=None)
-@click.option("-H", "--hypervisor-parameters", "hvparams", default=None,
-              metavar="HV[:KEY=VAL,...]")
-@click.option("-O", "--os-parameters", "osparams", default=None)
-@click.option("--file-storage-dir", default=None)
-@click.option("--file-driver", default=None, type=click.Choice(C.FILE_DRIVERS))
-@click.option("--no-ip-check", "ip_check", flag_value=False, default=True)
-@click.option("--no-name-check", "name_check", flag_value=False, default=True)
-@click.option("--no-start", "start", flag_value=False, default=True)
-@click.option("--identify-defaults", is_flag=True)
+@instance_spec_opts
+@click.option("--no-start", "start", flag_value=False, default=True,
+              help="Do not start the instance after creating it")
+@click.option("--identify-defaults", is_flag=True,
+              help=("Store parameters equal to the cluster defaults as defaults, not as instance "
+                    "values"))
 @click.option("--compress", default="none", show_default=True,
               help="Compression of the data in transit")
-@click.option("--ignore-ipolicy", is_flag=True)
-@click.option("--tags", default=None)
+@click.option("--ignore-ipolicy", is_flag=True, help="Ignore instance policy violations")
+@click.option("--tags", default=None, help="Comma-separated tags to give the new instance")
 @submit_opts
 def import_(name: str, **opts: Any) -> int:
     """Create an instance from an export."""
@@ -194,10 +191,11 @@ def build_import_op(name: str, opts: dict[str, Any]) -> dict[str, Any]:
 
 @backup.command("list")
 @click.option("-n", "--node", "nodes", multiple=True, help="Only these nodes")
-@click.option("-o", "--output-fields", "fields", default=None)
-@click.option("--no-headers", is_flag=True)
-@click.option("--separator", default=None)
-@click.option("-v", "--verbose", is_flag=True)
+@click.option("-o", "--output-fields", "fields", default=None,
+              help="Comma-separated fields to show (node, export)")
+@click.option("--no-headers", is_flag=True, help="Do not print column headers")
+@click.option("--separator", default=None, help="Column separator (default: aligned columns)")
+@click.option("-v", "--verbose", is_flag=True, help="Verbose output")
 def list_(nodes: tuple[str, ...], fields: str | None, no_headers: bool,
           separator: str | None, verbose: bool) -> int:
     """List the exports on the nodes."""
@@ -227,9 +225,9 @@ def list_(nodes: tuple[str, ...], fields: str | None, no_headers: bool,
 
 
 @backup.command("list-fields")
-@click.argument("fields", nargs=-1)
-@click.option("--no-headers", is_flag=True)
-@click.option("--separator", default=None)
+@argument("fields", nargs=-1, help="Fields to describe (default: all)")
+@click.option("--no-headers", is_flag=True, help="Do not print column headers")
+@click.option("--separator", default=None, help="Column separator (default: aligned columns)")
 def list_fields(fields: tuple[str, ...], no_headers: bool, separator: str | None) -> int:
     """List the fields of 'list -o'."""
     fdefs = [f for f in EXPORT_FIELDS if not fields or f["name"] in fields]
@@ -241,7 +239,7 @@ def list_fields(fields: tuple[str, ...], no_headers: bool, separator: str | None
 
 
 @backup.command("remove")
-@click.argument("name")
+@argument("name", help="Instance (or export name) whose exports to remove")
 @submit_opts
 def remove(name: str, **opts: Any) -> int:
     """Remove every export of an instance."""
@@ -256,7 +254,7 @@ def remove(name: str, **opts: Any) -> int:
               help="Install the secret in FILE (first line)")
 @click.option("--new-cluster-domain-secret", "new_secret", is_flag=True,
               help="Generate a new random secret")
-@click.option("-f", "--force", is_flag=True)
+@click.option("-f", "--force", is_flag=True, help="Do not ask for confirmation")
 def set_domain_secret(secret_file: str | None, new_secret: bool, force: bool) -> int:
     """Install the cluster domain secret on this master (for remote moves)."""
     from corral.cmdlib.backup_remote import write_cluster_domain_secret
@@ -392,19 +390,25 @@ def move_instance_remote(src: Any, dst: Any, name: str, pnode: str, *,
 
 
 @backup.command("move-remote")
-@click.argument("name")
+@argument("name", help="Instance to move")
 @click.option("--dest-root", required=True, metavar="DIR",
               help="State root of the destination cluster's master node")
-@click.option("-n", "--dest-primary-node", "pnode", required=True)
-@click.option("--dest-instance-name", "dest_name", default=None)
+@click.option("-n", "--dest-primary-node", "pnode", required=True,
+              help="Primary node of the instance on the destination cluster")
+@click.option("--dest-instance-name", "dest_name", default=None,
+              help="Name of the instance on the destination cluster (default: the same)")
 @click.option("--dest-disk-template", "disk_template", default=None,
-              type=click.Choice(C.DISK_TEMPLATES))
-@click.option("--compress", default="none", show_default=True)
+              type=click.Choice(C.DISK_TEMPLATES),
+              help="Disk template of the instance on the destination cluster (default: the same)")
+@click.option("--compress", default="none", show_default=True,
+              help=("Compression tool for the disk transfer (one of the cluster's compression "
+                    "tools)"))
 @click.option("--remove-instance", is_flag=True, help="Remove the source instance afterwards")
 @click.option("--keep-nic-links", is_flag=True,
               help="Keep the NICs' modes and links (bridges of the source cluster)")
 @click.option("--shutdown-timeout", type=int, default=C.DEFAULT_SHUTDOWN_TIMEOUT,
-              show_default=True)
+              show_default=True,
+              help="Seconds to wait for the instance to shut down before forcing it off")
 def move_remote(name: str, dest_root: str, pnode: str, dest_name: str | None,
                 disk_template: str | None, compress: str, remove_instance: bool,
                 keep_nic_links: bool, shutdown_timeout: int) -> int:

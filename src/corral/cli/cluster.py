@@ -31,6 +31,7 @@ from corral.cli.ipolicy_opts import (
     ipolicy_options,
 )
 from corral.cli.options import (
+    argument,
     convert_hvparams,
     force_dict_type,
     parse_hvparams_option,
@@ -51,25 +52,32 @@ def cluster(root: str | None) -> None:
 
 
 @cluster.command("init")
-@click.argument("name")
+@argument("name", help="Name of the new cluster")
 @click.option("--primary-ip", default=None, help="IP address of this (master) node")
 @click.option("--master-name", default=None, help="Name of this node (default: hostname)")
-@click.option("--noded-port", type=int, default=C.DEFAULT_NODED_PORT, show_default=True)
+@click.option("--noded-port", type=int, default=C.DEFAULT_NODED_PORT, show_default=True,
+              help="TCP port of the node daemons")
 @click.option("--enabled-hypervisors", default=None, help="Comma-separated hypervisors")
 @click.option("--enabled-disk-templates", default=None, help="Comma-separated templates")
 @click.option("-H", "--hypervisor-parameters", "hvparams", multiple=True,
               metavar="HV:KEY=VAL,...", help="Hypervisor parameters (repeatable)")
-@click.option("-B", "--backend-parameters", "beparams", default=None, metavar="KEY=VAL,...")
-@click.option("-N", "--nic-parameters", "nicparams", default=None, metavar="KEY=VAL,...")
-@click.option("--node-parameters", "ndparams", default=None, metavar="KEY=VAL,...")
-@click.option("--file-storage-dir", default=C.DEFAULT_FILE_STORAGE_DIR, show_default=True)
+@click.option("-B", "--backend-parameters", "beparams", default=None, metavar="KEY=VAL,...",
+              help="Cluster-wide default backend parameters: KEY=VAL,...")
+@click.option("-N", "--nic-parameters", "nicparams", default=None, metavar="KEY=VAL,...",
+              help="Cluster-wide default NIC parameters: KEY=VAL,... (mode, link, vlan)")
+@click.option("--node-parameters", "ndparams", default=None, metavar="KEY=VAL,...",
+              help="Cluster-wide default node parameters: KEY=VAL,...")
+@click.option("--file-storage-dir", default=C.DEFAULT_FILE_STORAGE_DIR, show_default=True,
+              help="Directory of file-based instance disks on every node")
 @click.option("--shared-file-storage-dir", default=C.DEFAULT_SHARED_FILE_STORAGE_DIR,
-              show_default=True)
-@click.option("-m", "--mac-prefix", default=C.DEFAULT_MAC_PREFIX, show_default=True)
-@click.option("--master-netdev", default="")
+              show_default=True, help="Directory of shared-file instance disks on every node")
+@click.option("-m", "--mac-prefix", default=C.DEFAULT_MAC_PREFIX, show_default=True,
+              help="Prefix (three bytes) of generated instance MAC addresses")
+@click.option("--master-netdev", default="", help="Network device carrying the master IP address")
 @click.option("-C", "--candidate-pool-size", type=int, default=C.DEFAULT_CANDIDATE_POOL_SIZE,
-              show_default=True)
-@click.option("--rapi-port", type=int, default=C.DEFAULT_RAPI_PORT, show_default=True)
+              show_default=True, help="Number of master candidates the cluster keeps")
+@click.option("--rapi-port", type=int, default=C.DEFAULT_RAPI_PORT, show_default=True,
+              help="TCP port of the remote API")
 @ipolicy_options()
 def init(name: str, **opts: Any) -> int:
     """Initialise a new cluster with this node as master."""
@@ -202,12 +210,15 @@ def info(roman: bool) -> int:
 
 
 @cluster.command("verify")
-@click.option("-v", "--verbose", is_flag=True)
+@click.option("-v", "--verbose", is_flag=True, help="Verbose output")
 @click.option("--error-codes", is_flag=True, help="Machine-parseable error codes")
-@click.option("-I", "--ignore-errors", "ignore_errors", multiple=True, metavar="CODE")
-@click.option("--debug-simulate-errors", is_flag=True)
-@click.option("--no-nplus1-mem", "no_nplus1_mem", is_flag=True)
-@click.option("-g", "--node-group", "group_name", default=None)
+@click.option("-I", "--ignore-errors", "ignore_errors", multiple=True, metavar="CODE",
+              help="Error code to report as a warning (repeatable, e.g. ENODEDRBD)")
+@click.option("--debug-simulate-errors", is_flag=True,
+              help="Report an error for every check (to test the reporting)")
+@click.option("--no-nplus1-mem", "no_nplus1_mem", is_flag=True,
+              help="Skip the N+1 memory redundancy check")
+@click.option("-g", "--node-group", "group_name", default=None, help="Only verify this node group")
 @submit_opts
 def verify(**opts: Any) -> int:
     """Verify the cluster (configuration and every node group)."""
@@ -253,7 +264,8 @@ def wait_spawned_jobs(result: Any, action: str = "verifying the cluster") -> int
 
 
 @cluster.command("verify-disks")
-@click.option("-g", "--node-group", "group_name", default=None)
+@click.option("-g", "--node-group", "group_name", default=None,
+              help="Only check the disks of this node group")
 @submit_opts
 def verify_disks(**opts: Any) -> int:
     """Check the disks of instances with active disks; activate those needing it."""
@@ -310,7 +322,7 @@ def _report_group_disks(bad_nodes: dict[str, str], instances: list[str],
 
 
 @cluster.command("repair-disk-sizes")
-@click.argument("instances", nargs=-1)
+@argument("instances", nargs=-1, help="Instances to check (default: all)")
 @submit_opts
 def repair_disk_sizes(instances: tuple[str, ...], **opts: Any) -> int:
     """Record the real size of disks whose configured size is wrong."""
@@ -338,35 +350,62 @@ def _yes_no_params(opts: dict[str, Any], names: dict[str, str]) -> dict[str, Any
 
 
 @cluster.command("modify")
-@click.option("--enabled-hypervisors", default=None)
-@click.option("--enabled-disk-templates", default=None)
+@click.option("--enabled-hypervisors", default=None,
+              help="Comma-separated hypervisors instances may use (the first is the default)")
+@click.option("--enabled-disk-templates", default=None,
+              help="Comma-separated disk templates instances may use")
 @click.option("-H", "--hypervisor-parameters", "hvparams", multiple=True,
-              metavar="HV:KEY=VAL,...")
-@click.option("-B", "--backend-parameters", "beparams", default=None)
-@click.option("-N", "--nic-parameters", "nicparams", default=None)
-@click.option("--node-parameters", "ndparams", default=None)
+              metavar="HV:KEY=VAL,...",
+              help="Default parameters of a hypervisor: HV:KEY=VAL,... (repeatable)")
+@click.option("-B", "--backend-parameters", "beparams", default=None,
+              help="Cluster-wide default backend parameters: KEY=VAL,...")
+@click.option("-N", "--nic-parameters", "nicparams", default=None,
+              help="Cluster-wide default NIC parameters: KEY=VAL,... (mode, link, vlan)")
+@click.option("--node-parameters", "ndparams", default=None,
+              help="Cluster-wide default node parameters: KEY=VAL,...")
 @click.option("-D", "--disk-parameters", "diskparams", multiple=True,
-              metavar="TEMPLATE:KEY=VAL,...")
-@click.option("--file-storage-dir", default=None)
-@click.option("--shared-file-storage-dir", default=None)
-@click.option("-m", "--mac-prefix", default=None)
-@click.option("--master-netdev", default=None)
-@click.option("--master-netmask", type=int, default=None)
-@click.option("-C", "--candidate-pool-size", type=int, default=None)
-@click.option("--max-running-jobs", type=int, default=None)
-@click.option("--max-tracked-jobs", type=int, default=None)
-@click.option("--maintain-node-health", default=None, metavar="yes|no")
-@click.option("--prealloc-wipe-disks", default=None, metavar="yes|no")
-@click.option("--use-external-mip-script", default=None, metavar="yes|no")
-@click.option("--modify-etc-hosts", default=None, metavar="yes|no")
-@click.option("--user-shutdown", default=None, metavar="yes|no")
-@click.option("-I", "--default-iallocator", default=None)
-@click.option("--default-iallocator-params", default=None, metavar="KEY=VAL,...")
-@click.option("--reserved-lvs", default=None)
-@click.option("--compression-tools", default=None)
-@click.option("--install-image", default=None)
-@click.option("--zeroing-image", default=None)
-@click.option("-f", "--force", is_flag=True)
+              metavar="TEMPLATE:KEY=VAL,...",
+              help="Default parameters of a disk template: TEMPLATE:KEY=VAL,... (repeatable)")
+@click.option("--file-storage-dir", default=None,
+              help="Directory of file-based instance disks on every node")
+@click.option("--shared-file-storage-dir", default=None,
+              help="Directory of shared-file instance disks on every node")
+@click.option("-m", "--mac-prefix", default=None,
+              help="Prefix (three bytes) of generated instance MAC addresses")
+@click.option("--master-netdev", default=None,
+              help="Network device carrying the master IP address")
+@click.option("--master-netmask", type=int, default=None,
+              help="Netmask (prefix length) of the master IP address")
+@click.option("-C", "--candidate-pool-size", type=int, default=None,
+              help="Number of master candidates the cluster keeps")
+@click.option("--max-running-jobs", type=int, default=None,
+              help="Maximum number of jobs running at the same time")
+@click.option("--max-tracked-jobs", type=int, default=None,
+              help="Maximum number of jobs tracked by the job scheduler")
+@click.option("--maintain-node-health", default=None, metavar="yes|no",
+              help="Whether the watcher shuts down unknown instances and disks (yes|no)")
+@click.option("--prealloc-wipe-disks", default=None, metavar="yes|no",
+              help="Whether new disks are wiped before use (yes|no)")
+@click.option("--use-external-mip-script", default=None, metavar="yes|no",
+              help="Whether to use the administrator's master IP setup script (yes|no)")
+@click.option("--modify-etc-hosts", default=None, metavar="yes|no",
+              help="Whether the cluster maintains /etc/hosts on the nodes (yes|no)")
+@click.option("--user-shutdown", default=None, metavar="yes|no",
+              help=("Whether a shutdown from inside an instance is recorded as user shutdown "
+                    "(yes|no)"))
+@click.option("-I", "--default-iallocator", default=None,
+              help="Default instance allocator plugin (empty string: none)")
+@click.option("--default-iallocator-params", default=None, metavar="KEY=VAL,...",
+              help="Parameters of the default instance allocator: KEY=VAL,...")
+@click.option("--reserved-lvs", default=None,
+              help="Comma-separated logical volumes (regular expressions) that verify ignores")
+@click.option("--compression-tools", default=None,
+              help="Comma-separated compression tools allowed for instance moves and exports")
+@click.option("--install-image", default=None,
+              help="Image of the helper VM used to run OS scripts in a safe environment")
+@click.option("--zeroing-image", default=None,
+              help="Image of the helper VM used to zero disks before export")
+@click.option("-f", "--force", is_flag=True, help="Do not ask for confirmation")
 @ipolicy_options()
 @submit_opts
 def modify(**opts: Any) -> int:
@@ -463,7 +502,8 @@ def master_ping() -> int:
 
 
 @cluster.command("queue")
-@click.argument("action", type=click.Choice(["drain", "undrain", "info"]))
+@argument("action", type=click.Choice(["drain", "undrain", "info"]),
+          help="drain (refuse new jobs), undrain, or info (show the flag)")
 def queue(action: str) -> int:
     """Set, clear or show the job queue drain flag."""
     client = get_env().client
@@ -478,7 +518,7 @@ def queue(action: str) -> int:
 
 
 @cluster.command("search-tags")
-@click.argument("pattern")
+@argument("pattern", help="Regular expression matched against every tag")
 @submit_opts
 def search_tags(pattern: str, **opts: Any) -> int:
     """Search the tags of all objects for a regular expression."""

@@ -24,6 +24,7 @@ from corral import constants as C
 from corral import errors
 from corral.cli import build_op, get_env, submit_op
 from corral.cli import output as o
+from corral.cli.options import argument
 
 DEFAULT_UNTIL_TIMEOUT = 60.0        # seconds
 
@@ -89,7 +90,7 @@ def _print_console(console: dict[str, Any]) -> bool:
 
 
 @click.command("console")
-@click.argument("name")
+@argument("name", help="Instance whose console to connect to")
 @click.option("--show-cmd", is_flag=True,
               help="Print the command that connects to the console instead of connecting")
 @click.option("--lines", type=click.IntRange(1, 100_000), default=None, metavar="N",

@@ -10,6 +10,7 @@ import click
 from corral import constants as C
 from corral.cli import CorralGroup, get_env, root_option
 from corral.cli import output as o
+from corral.cli.options import argument
 
 _NAMES = click.Choice(["noded", "masterd"])
 # The RAPI daemon is started, restarted and stopped by masterd: status only.
@@ -23,7 +24,7 @@ def daemon(root: str | None) -> None:
 
 
 @daemon.command("start")
-@click.argument("name", type=_NAMES)
+@argument("name", type=_NAMES, help="Daemon to start")
 @click.option("--bind", default=None, help="noded: address to listen on")
 @click.option("--port", type=int, default=C.DEFAULT_NODED_PORT, show_default=True,
               help="noded: port to listen on")
@@ -47,7 +48,7 @@ def start(name: str, bind: str | None, port: int, join_token: str | None,
 
 
 @daemon.command("stop")
-@click.argument("name", type=_NAMES)
+@argument("name", type=_NAMES, help="Daemon to stop")
 def stop(name: str) -> int:
     """Stop a daemon."""
     from corral import daemons
@@ -58,7 +59,7 @@ def stop(name: str) -> int:
 
 
 @daemon.command("status")
-@click.argument("name", type=_STATUS_NAMES)
+@argument("name", type=_STATUS_NAMES, help="Daemon to check")
 def status(name: str) -> int:
     """Show whether a daemon runs; exit 1 if it does not."""
     from corral import daemons

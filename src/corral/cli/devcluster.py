@@ -21,18 +21,21 @@ def dev_cluster() -> None:
 
 
 @dev_cluster.command("up")
-@click.option("-n", "--nodes", type=int, default=3, show_default=True)
+@click.option("-n", "--nodes", type=int, default=3, show_default=True, help="Number of nodes")
 @click.option("--dir", "directory", required=True, type=click.Path(file_okay=False),
               help="Directory holding the nodes' state roots")
 @click.option("--hypervisors", default=C.HT_FAKE, show_default=True,
               help="Comma-separated enabled hypervisors")
 @click.option("--disk-templates", default=",".join(C.DEFAULT_ENABLED_DISK_TEMPLATES),
-              show_default=True)
+              show_default=True, help="Comma-separated disk templates to enable")
 @click.option("--base", default="127.0.1", show_default=True,
               help="First three octets of the nodes' loopback addresses")
-@click.option("--noded-port", type=int, default=C.DEFAULT_NODED_PORT, show_default=True)
-@click.option("--rapi-port", type=int, default=C.DEFAULT_RAPI_PORT, show_default=True)
-@click.option("--name", "cluster_name", default="corral-dev", show_default=True)
+@click.option("--noded-port", type=int, default=C.DEFAULT_NODED_PORT, show_default=True,
+              help="TCP port of the node daemons (each node has its own loopback address)")
+@click.option("--rapi-port", type=int, default=C.DEFAULT_RAPI_PORT, show_default=True,
+              help="TCP port of the remote API")
+@click.option("--name", "cluster_name", default="corral-dev", show_default=True,
+              help="Name of the cluster")
 def up(**opts: Any) -> int:
     """Create and start a dev cluster."""
     from corral import devcluster
@@ -52,7 +55,8 @@ def up(**opts: Any) -> int:
 
 
 @dev_cluster.command("down")
-@click.option("--dir", "directory", required=True, type=click.Path(file_okay=False))
+@click.option("--dir", "directory", required=True, type=click.Path(file_okay=False),
+              help="Directory holding the dev cluster (as given to 'up')")
 @click.option("--purge", is_flag=True, help="Also delete the directory")
 def down(directory: str, purge: bool) -> int:
     """Stop every daemon of a dev cluster (idempotent)."""

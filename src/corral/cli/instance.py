@@ -31,8 +31,10 @@ from corral.cli import (
 from corral.cli import output as o
 from corral.cli.console import console as console_command
 from corral.cli.options import (
+    argument,
     convert_hvparams,
     force_dict_type,
+    instance_spec_opts,
     list_opts,
     parse_disks,
     parse_ident_kv,
@@ -41,6 +43,7 @@ from corral.cli.options import (
     parse_nics,
     parse_node_spec,
     parse_size,
+    remember_opts,
     split_list,
     submit_opts,
 )
@@ -64,31 +67,23 @@ def _with_defaults(params: dict[str, Any]) -> dict[str, Any]:
 # -- add --------------------------------------------------------------------------------
 
 @instance.command("add")
-@click.argument("name")
-@click.option("-t", "--disk-template", default=None, type=click.Choice(C.DISK_TEMPLATES))
-@click.option("-n", "--node", "node_spec", default=None, metavar="PNODE[:SNODE]")
-@click.option("-I", "--iallocator", default=None)
-@click.option("-g", "--node-group", "group_name", default=None)
-@click.option("-o", "--os-type", "os_type", default=None, metavar="OS[+VARIANT]")
-@click.option("--disk", "disks", multiple=True, metavar="N:size=SIZE,mode=ro|rw,...")
-@click.option("-s", "--os-size", "os_size", default=None, help="Size of the single disk")
-@click.option("--net", "nets", multiple=True, metavar="N:mac=..,ip=..,link=..,...")
-@click.option("--no-nics", is_flag=True, help="Create the instance without NICs")
-@click.option("-B", "--backend-parameters", "beparams", default=None)
-@click.option("-H", "--hypervisor-parameters", "hvparams", default=None,
-              metavar="HV[:KEY=VAL,...]")
-@click.option("-O", "--os-parameters", "osparams", default=None)
-@click.option("--file-storage-dir", default=None)
-@click.option("--file-driver", default=None, type=click.Choice(C.FILE_DRIVERS))
-@click.option("--no-ip-check", "ip_check", flag_value=False, default=True)
-@click.option("--no-name-check", "name_check", flag_value=False, default=True)
-@click.option("--no-conflicts-check", "conflicts_check", flag_value=False, default=True)
-@click.option("--no-wait-for-sync", "wait_for_sync", flag_value=False, default=True)
-@click.option("--no-start", "start", flag_value=False, default=True)
-@click.option("--no-install", is_flag=True)
-@click.option("--force-variant", is_flag=True)
-@click.option("--ignore-ipolicy", is_flag=True)
-@click.option("--opportunistic-locking", is_flag=True)
+@argument("name", help="Name of the new instance")
+@click.option("-o", "--os-type", "os_type", default=None, metavar="OS[+VARIANT]",
+              help="OS definition (and variant) to install")
+@instance_spec_opts
+@click.option("--no-conflicts-check", "conflicts_check", flag_value=False, default=True,
+              help="Do not check NIC IP addresses for conflicts on their network")
+@click.option("--no-wait-for-sync", "wait_for_sync", flag_value=False, default=True,
+              help="Do not wait for the disks to synchronise")
+@click.option("--no-start", "start", flag_value=False, default=True,
+              help="Do not start the instance after creating it")
+@click.option("--no-install", is_flag=True,
+              help="Do not run the OS create script (the disks stay empty)")
+@click.option("--force-variant", is_flag=True,
+              help="Accept an OS variant the OS definition does not list")
+@click.option("--ignore-ipolicy", is_flag=True, help="Ignore instance policy violations")
+@click.option("--opportunistic-locking", is_flag=True,
+              help="Lock only the nodes that are free now (with an iallocator), instead of waiting")
 @click.option("--tags", default=None, help="Comma-separated tags")
 @submit_opts
 def add(name: str, **opts: Any) -> int:
@@ -137,11 +132,13 @@ def build_create_op(name: str, opts: dict[str, Any]) -> dict[str, Any]:
 # -- remove / list / info ---------------------------------------------------------------
 
 @instance.command("remove")
-@click.argument("name")
-@click.option("-f", "--force", is_flag=True)
+@argument("name", help="Instance to remove")
+@click.option("-f", "--force", is_flag=True, help="Do not ask for confirmation")
 @click.option("--shutdown-timeout", type=int, default=C.DEFAULT_SHUTDOWN_TIMEOUT,
-              show_default=True)
-@click.option("--ignore-failures", is_flag=True)
+              show_default=True,
+              help="Seconds to wait for the instance to shut down before forcing it off")
+@click.option("--ignore-failures", is_flag=True,
+              help="Remove the instance from the configuration even if its disks cannot be removed")
 @submit_opts
 def remove(name: str, **opts: Any) -> int:
     """Remove an instance and its disks."""
@@ -154,7 +151,8 @@ def remove(name: str, **opts: Any) -> int:
 
 
 @instance.command("list")
-@click.argument("names", nargs=-1)
+@argument("names", nargs=-1,
+          help="Instance names or glob patterns, or with -F one query filter (default: all)")
 @list_opts
 def list_(names: tuple[str, ...], **opts: Any) -> int:
     """List instances."""
@@ -162,11 +160,11 @@ def list_(names: tuple[str, ...], **opts: Any) -> int:
 
 
 @instance.command("list-fields")
-@click.argument("fields", nargs=-1)
-@click.option("--no-headers", is_flag=True)
-@click.option("--separator", default=None)
+@argument("fields", nargs=-1, help="Fields to describe (default: all)")
+@click.option("--no-headers", is_flag=True, help="Do not print column headers")
+@click.option("--separator", default=None, help="Column separator (default: aligned columns)")
 @click.option("--output", "output_format", type=click.Choice(["table", "json"]),
-              default="table")
+              default="table", help="Output format")
 def list_fields(fields: tuple[str, ...], **opts: Any) -> int:
     """List the fields of 'list -o'."""
     return generic_list_fields("instance", fields, opts)
@@ -255,7 +253,7 @@ def _log_to_stderr(entry: tuple[Any, str, Any]) -> None:
 
 
 @instance.command("info")
-@click.argument("names", nargs=-1)
+@argument("names", nargs=-1, help="Instances to show (or --all)")
 @click.option("-s", "--static", is_flag=True, help="Only configuration data, no live state")
 @click.option("--all", "show_all", is_flag=True, help="Show all instances")
 @click.option("--roman", is_flag=True, hidden=True)
@@ -370,16 +368,17 @@ def run_many(operation: str, names: list[str], make_op: Any, opts: dict[str, Any
 
 
 @instance.command("startup")
-@click.argument("names", nargs=-1)
+@argument("names", nargs=-1, help="Instances, or nodes or tags per the selection option")
 @multi_opts
-@click.option("-f", "--force", is_flag=True)
+@click.option("-f", "--force", is_flag=True,
+              help="Do not ask for confirmation when several instances are selected")
 @click.option("-H", "--hypervisor-parameters", "hvparams", default=None,
               help="One-off hypervisor parameters for this start")
 @click.option("-B", "--backend-parameters", "beparams", default=None,
               help="One-off backend parameters for this start")
-@click.option("--paused", "startup_paused", is_flag=True)
-@click.option("--no-remember", is_flag=True)
-@click.option("--ignore-offline", is_flag=True)
+@click.option("--paused", "startup_paused", is_flag=True,
+              help="Start the instance paused (hypervisors that support it)")
+@remember_opts
 @submit_opts
 def startup(names: tuple[str, ...], **opts: Any) -> int:
     """Start instances."""
@@ -401,13 +400,13 @@ def startup(names: tuple[str, ...], **opts: Any) -> int:
 
 
 @instance.command("shutdown")
-@click.argument("names", nargs=-1)
+@argument("names", nargs=-1, help="Instances, or nodes or tags per the selection option")
 @multi_opts
 @click.option("--timeout", type=int, default=C.DEFAULT_SHUTDOWN_TIMEOUT, show_default=True,
               help="Seconds to wait before forcing the instance off")
-@click.option("--no-remember", is_flag=True)
-@click.option("--ignore-offline", is_flag=True)
-@click.option("-f", "--force", is_flag=True)
+@remember_opts
+@click.option("-f", "--force", is_flag=True,
+              help="Do not ask for confirmation when several instances are selected")
 @submit_opts
 def shutdown(names: tuple[str, ...], **opts: Any) -> int:
     """Stop instances."""
@@ -421,13 +420,17 @@ def shutdown(names: tuple[str, ...], **opts: Any) -> int:
 
 
 @instance.command("reboot")
-@click.argument("names", nargs=-1)
+@argument("names", nargs=-1, help="Instances, or nodes or tags per the selection option")
 @multi_opts
 @click.option("-t", "--type", "reboot_type", type=click.Choice(C.REBOOT_TYPES),
-              default=C.INSTANCE_REBOOT_HARD, show_default=True)
-@click.option("--ignore-secondaries", is_flag=True)
+              default=C.INSTANCE_REBOOT_HARD, show_default=True,
+              help=("Reboot type: soft (inside the instance), hard (restart the VM), full "
+                    "(shutdown and startup)"))
+@click.option("--ignore-secondaries", is_flag=True,
+              help="Ignore errors on the secondary nodes' disks (full reboot)")
 @click.option("--shutdown-timeout", type=int, default=C.DEFAULT_SHUTDOWN_TIMEOUT,
-              show_default=True)
+              show_default=True,
+              help="Seconds to wait for the instance to shut down before forcing it off")
 @submit_opts
 def reboot(names: tuple[str, ...], **opts: Any) -> int:
     """Reboot instances."""
@@ -441,12 +444,15 @@ def reboot(names: tuple[str, ...], **opts: Any) -> int:
 
 
 @instance.command("reinstall")
-@click.argument("names", nargs=-1)
+@argument("names", nargs=-1, help="Instances, or nodes or tags per the selection option")
 @multi_opts
-@click.option("-o", "--os-type", "os_type", default=None)
-@click.option("-O", "--os-parameters", "osparams", default=None)
-@click.option("--force-variant", is_flag=True)
-@click.option("-f", "--force", is_flag=True)
+@click.option("-o", "--os-type", "os_type", default=None,
+              help="Install this OS instead of the current one")
+@click.option("-O", "--os-parameters", "osparams", default=None,
+              help="OS parameters for this reinstallation: KEY=VAL,...")
+@click.option("--force-variant", is_flag=True,
+              help="Accept an OS variant the OS definition does not list")
+@click.option("-f", "--force", is_flag=True, help="Do not ask for confirmation")
 @submit_opts
 def reinstall(names: tuple[str, ...], **opts: Any) -> int:
     """Reinstall the OS of (stopped) instances; all their data is lost."""
@@ -469,10 +475,12 @@ def reinstall(names: tuple[str, ...], **opts: Any) -> int:
 # -- single-instance changes -----------------------------------------------------------
 
 @instance.command("rename")
-@click.argument("name")
-@click.argument("new_name")
-@click.option("--no-ip-check", "ip_check", flag_value=False, default=True)
-@click.option("--no-name-check", "name_check", flag_value=False, default=True)
+@argument("name", help="Instance to rename")
+@argument("new_name", help="New name of the instance")
+@click.option("--no-ip-check", "ip_check", flag_value=False, default=True,
+              help="Do not check that the new name's IP address is not already in use")
+@click.option("--no-name-check", "name_check", flag_value=False, default=True,
+              help="Do not resolve the new name in DNS")
 @submit_opts
 def rename(name: str, new_name: str, **opts: Any) -> int:
     """Rename an instance."""
@@ -485,30 +493,50 @@ def rename(name: str, new_name: str, **opts: Any) -> int:
 
 
 @instance.command("modify")
-@click.argument("name")
-@click.option("-B", "--backend-parameters", "beparams", default=None)
-@click.option("-H", "--hypervisor-parameters", "hvparams", default=None)
-@click.option("-O", "--os-parameters", "osparams", default=None)
-@click.option("-o", "--os-type", "os_name", default=None)
-@click.option("--force-variant", is_flag=True)
+@argument("name", help="Instance to modify")
+@click.option("-B", "--backend-parameters", "beparams", default=None,
+              help="Change backend parameters: KEY=VAL,... (-KEY resets to the default)")
+@click.option("-H", "--hypervisor-parameters", "hvparams", default=None,
+              help="Change hypervisor parameters: KEY=VAL,... (-KEY resets to the default)")
+@click.option("-O", "--os-parameters", "osparams", default=None,
+              help="Change OS parameters: KEY=VAL,... (-KEY resets to the default)")
+@click.option("-o", "--os-type", "os_name", default=None,
+              help="Change the OS (takes effect at the next reinstall)")
+@click.option("--force-variant", is_flag=True,
+              help="Accept an OS variant the OS definition does not list")
 @click.option("--disk", "disks", multiple=True,
-              metavar="add:size=..|N:remove|N:modify,...")
-@click.option("--net", "nets", multiple=True, metavar="add:...|N:remove|N:modify,...")
-@click.option("-t", "--disk-template", default=None, type=click.Choice(C.DISK_TEMPLATES))
+              metavar="add:size=..|N:remove|N:modify,...",
+              help=("Add (add:size=..), remove (N:remove) or modify (N:modify,name=..) a disk "
+                    "(repeatable)"))
+@click.option("--net", "nets", multiple=True, metavar="add:...|N:remove|N:modify,...",
+              help="Add (add:...), remove (N:remove) or modify (N:modify,ip=..) a NIC (repeatable)")
+@click.option("-t", "--disk-template", default=None, type=click.Choice(C.DISK_TEMPLATES),
+              help="Convert the disks to this disk template (instance stopped)")
 @click.option("-n", "--node", "remote_node", default=None, help="New secondary node")
-@click.option("--new-primary", "pnode", default=None)
-@click.option("--file-storage-dir", default=None)
-@click.option("--file-driver", default=None, type=click.Choice(C.FILE_DRIVERS))
-@click.option("-m", "--runtime-memory", "runtime_mem", default=None)
-@click.option("--offline", "offline", flag_value=True, default=None)
-@click.option("--online", "offline", flag_value=False)
-@click.option("--hotplug", is_flag=True)
-@click.option("--hotplug-if-possible", is_flag=True)
-@click.option("--no-conflicts-check", "conflicts_check", flag_value=False, default=True)
-@click.option("--no-wait-for-sync", "wait_for_sync", flag_value=False, default=True)
-@click.option("-I", "--iallocator", default=None)
-@click.option("--ignore-ipolicy", is_flag=True)
-@click.option("-f", "--force", is_flag=True)
+@click.option("--new-primary", "pnode", default=None,
+              help="Change the primary node (file-based instances, instance stopped)")
+@click.option("--file-storage-dir", default=None,
+              help="Directory of the disk files after a conversion to a file-based template")
+@click.option("--file-driver", default=None, type=click.Choice(C.FILE_DRIVERS),
+              help="Driver of file-based disks (loop or blktap)")
+@click.option("-m", "--runtime-memory", "runtime_mem", default=None,
+              help="Change the memory of the running instance (size, within minmem and maxmem)")
+@click.option("--offline", "offline", flag_value=True, default=None,
+              help="Mark the (stopped) instance offline")
+@click.option("--online", "offline", flag_value=False, help="Mark the instance online again")
+@click.option("--hotplug", is_flag=True,
+              help="Add, remove or change disks and NICs of the running instance at once")
+@click.option("--hotplug-if-possible", is_flag=True,
+              help="Hotplug if the hypervisor supports it, else change at the next restart")
+@click.option("--no-conflicts-check", "conflicts_check", flag_value=False, default=True,
+              help="Do not check NIC IP addresses for conflicts on their network")
+@click.option("--no-wait-for-sync", "wait_for_sync", flag_value=False, default=True,
+              help="Do not wait for the disks to synchronise")
+@click.option("-I", "--iallocator", default=None,
+              help="Instance allocator choosing the new secondary of a template conversion")
+@click.option("--ignore-ipolicy", is_flag=True, help="Ignore instance policy violations")
+@click.option("-f", "--force", is_flag=True,
+              help="Accept changes that are only checked for the running instance")
 @submit_opts
 def modify(name: str, **opts: Any) -> int:
     """Change an instance's parameters, disks or NICs."""
@@ -561,12 +589,13 @@ def build_modify_params(opts: dict[str, Any]) -> dict[str, Any]:
 
 
 @instance.command("grow-disk")
-@click.argument("name")
-@click.argument("disk")
-@click.argument("amount")
+@argument("name", help="Instance whose disk to grow")
+@argument("disk", help="Index of the disk (0 is the first)")
+@argument("amount", help="Size to add (unit suffixes M, G, T), or the new size with --absolute")
 @click.option("--absolute", is_flag=True, help="AMOUNT is the new size, not the growth")
-@click.option("--no-wait-for-sync", "wait_for_sync", flag_value=False, default=True)
-@click.option("--ignore-ipolicy", is_flag=True)
+@click.option("--no-wait-for-sync", "wait_for_sync", flag_value=False, default=True,
+              help="Do not wait for the grown disk to synchronise")
+@click.option("--ignore-ipolicy", is_flag=True, help="Ignore instance policy violations")
 @submit_opts
 def grow_disk(name: str, disk: str, amount: str, **opts: Any) -> int:
     """Grow a disk of an instance."""
@@ -587,9 +616,10 @@ def grow_disk(name: str, disk: str, amount: str, **opts: Any) -> int:
 
 
 @instance.command("activate-disks")
-@click.argument("name")
-@click.option("--ignore-size", is_flag=True)
-@click.option("--wait-for-sync", is_flag=True)
+@argument("name", help="Instance whose disks to activate")
+@click.option("--ignore-size", is_flag=True,
+              help="Ignore the recorded disk sizes (to repair wrong sizes)")
+@click.option("--wait-for-sync", is_flag=True, help="Wait for the disks to synchronise")
 @submit_opts
 def activate_disks(name: str, **opts: Any) -> int:
     """Assemble an instance's disks; prints node:disk:device lines."""
@@ -602,8 +632,9 @@ def activate_disks(name: str, **opts: Any) -> int:
 
 
 @instance.command("deactivate-disks")
-@click.argument("name")
-@click.option("-f", "--force", is_flag=True)
+@argument("name", help="Instance whose disks to deactivate")
+@click.option("-f", "--force", is_flag=True,
+              help="Deactivate the disks even if the instance is running")
 @submit_opts
 def deactivate_disks(name: str, **opts: Any) -> int:
     """Shut down an instance's disks."""

@@ -18,13 +18,15 @@ from corral.cli import (
     CorralGroup,
     confirm,
     get_env,
+    is_query_filter,
+    list_filter,
     parse_field_list,
     print_log_entry,
     print_rows,
     root_option,
 )
 from corral.cli import output as o
-from corral.cli.options import list_opts, parse_timespec
+from corral.cli.options import argument, list_opts, parse_timespec
 
 DEFAULT_FIELDS = ["id", "status", "summary"]
 PENDING = (C.JOB_STATUS_QUEUED, C.JOB_STATUS_WAITING)
@@ -89,7 +91,7 @@ def _job_ids(values: tuple[str, ...] | list[str]) -> list[int]:
 
 
 @job.command("list")
-@click.argument("ids", nargs=-1)
+@argument("ids", nargs=-1, help="Job ids, or with -F one query filter (default: all)")
 @list_opts
 @click.option("--pending", "status_filter", flag_value="pending",
               help="Only queued or waiting jobs")
@@ -103,7 +105,13 @@ def list_(ids: tuple[str, ...], **opts: Any) -> int:
     fields = parse_field_list(opts.get("fields"), DEFAULT_FIELDS)
     fdefs = job_field_definitions(fields)
     query = fields if "status" in fields else fields + ["status"]
-    rows = get_env().client.query_jobs(_job_ids(ids) or None, query, opts["archived"])
+    client = get_env().client
+    if is_query_filter(ids, bool(opts.get("force_filter"))):
+        qfilter = list_filter(ids, bool(opts.get("force_filter")), "id", isnumeric=True)
+        rows = [[value for _, value in row]
+                for row in client.query("job", query, qfilter)["data"]]
+    else:
+        rows = client.query_jobs(_job_ids(ids) or None, query, opts["archived"])
     wanted = STATUS_FILTERS.get(opts.get("status_filter") or "")
     status_idx = query.index("status")
     table = []
@@ -118,11 +126,11 @@ def list_(ids: tuple[str, ...], **opts: Any) -> int:
 
 
 @job.command("list-fields")
-@click.argument("fields", nargs=-1)
-@click.option("--no-headers", is_flag=True)
-@click.option("--separator", default=None)
+@argument("fields", nargs=-1, help="Fields to describe (default: all)")
+@click.option("--no-headers", is_flag=True, help="Do not print column headers")
+@click.option("--separator", default=None, help="Column separator (default: aligned columns)")
 @click.option("--output", "output_format", type=click.Choice(["table", "json"]),
-              default="table")
+              default="table", help="Output format")
 def list_fields(fields: tuple[str, ...], **opts: Any) -> int:
     """List the fields of 'list -o'."""
     fdefs = job_field_definitions(list(fields) or None)
@@ -180,7 +188,7 @@ def job_info_document(v: dict[str, Any]) -> dict[str, Any]:
 
 
 @job.command("info")
-@click.argument("ids", nargs=-1, required=True)
+@argument("ids", nargs=-1, required=True, help="Jobs to show")
 def info(ids: tuple[str, ...]) -> int:
     """Show the details of jobs (YAML)."""
     client = get_env().client
@@ -209,7 +217,7 @@ def _follow(job_id: int, feedback: Any) -> int:
 
 
 @job.command("watch")
-@click.argument("job_id", type=int)
+@argument("job_id", type=int, help="Job to follow")
 def watch(job_id: int) -> int:
     """Follow a job's log until it finishes."""
     msg = f"Output from job {job_id} follows"
@@ -219,7 +227,7 @@ def watch(job_id: int) -> int:
 
 
 @job.command("wait")
-@click.argument("job_id", type=int)
+@argument("job_id", type=int, help="Job to wait for")
 def wait(job_id: int) -> int:
     """Wait for a job to finish, without output."""
     return _follow(job_id, None)
@@ -254,17 +262,17 @@ def _selection_opts(fn: Any) -> Any:
                      help="Select all queued jobs"),
         click.option("--waiting", "status_filter", flag_value="waiting",
                      help="Select all waiting jobs"),
-        click.option("-f", "--force", is_flag=True),
+        click.option("-f", "--force", is_flag=True, help="Do not ask for confirmation"),
     ]):
         fn = deco(fn)
     return fn
 
 
 @job.command("cancel")
-@click.argument("ids", nargs=-1)
+@argument("ids", nargs=-1, help="Jobs to cancel (or a selection option)")
 @_selection_opts
 @click.option("--kill", is_flag=True, help="Kill running jobs too (needs --yes-do-it)")
-@click.option("--yes-do-it", is_flag=True)
+@click.option("--yes-do-it", is_flag=True, help="Also cancel (kill) running jobs")
 def cancel(ids: tuple[str, ...], **opts: Any) -> int:
     """Cancel queued or waiting jobs (running ones only with --kill)."""
     if opts["kill"] and not opts["yes_do_it"]:
@@ -282,9 +290,10 @@ def cancel(ids: tuple[str, ...], **opts: Any) -> int:
 
 
 @job.command("change-priority")
-@click.argument("ids", nargs=-1)
+@argument("ids", nargs=-1, help="Jobs to change (or a selection option)")
 @_selection_opts
-@click.option("--priority", type=click.Choice(sorted(C.PRIORITY_NAMES)), required=True)
+@click.option("--priority", type=click.Choice(sorted(C.PRIORITY_NAMES)), required=True,
+              help="New priority of the job")
 def change_priority(ids: tuple[str, ...], **opts: Any) -> int:
     """Change the priority of unfinished jobs."""
     prio = C.PRIORITY_NAMES[opts["priority"]]
@@ -300,7 +309,7 @@ def change_priority(ids: tuple[str, ...], **opts: Any) -> int:
 
 
 @job.command("archive")
-@click.argument("ids", nargs=-1, required=True)
+@argument("ids", nargs=-1, required=True, help="Jobs to archive")
 def archive(ids: tuple[str, ...]) -> int:
     """Move finished jobs to the archive."""
     rc = 0
@@ -313,7 +322,9 @@ def archive(ids: tuple[str, ...]) -> int:
 
 
 @job.command("autoarchive")
-@click.argument("age")
+@argument("age",
+          help=("Archive finished jobs older than this (timespec: 30s, 5m, 2h, 1d, 1w; all: every"
+                " job)"))
 def autoarchive(age: str) -> int:
     """Archive finished jobs older than AGE ('all', or e.g. 30m, 2h, 1d, 1w)."""
     seconds = -1 if age == "all" else parse_timespec(age)

@@ -12,6 +12,7 @@ each tool starts by loading only its own commands.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from typing import Any
 
@@ -80,6 +81,11 @@ def __getattr__(name: str) -> Any:
 def _run(group: click.Group, prog_name: str) -> None:
     """Run ``group`` as program ``prog_name``; a reader closing stdout early
     (``gnt-job list | head``) ends it silently, also at the final flush."""
+    if os.environ.get(f"_{prog_name.replace('-', '_')}_COMPLETE".upper()):
+        # A shell completion request: names complete from the master.
+        from corral.cli import completion
+
+        completion.install(group)
     try:
         try:
             group.main(prog_name=prog_name)

@@ -17,7 +17,7 @@ from corral.cli import build_op, confirm, submit_op
 from corral.cli.cluster import wait_spawned_jobs
 from corral.cli.instance import instance
 from corral.cli.node import node
-from corral.cli.options import group_change_opts, submit_opts
+from corral.cli.options import argument, group_change_opts, submit_opts
 
 _MODES = click.Choice(C.HT_MIGRATION_MODES)
 
@@ -30,16 +30,18 @@ def _migration_mode(opts: dict[str, Any]) -> str | None:
 
 
 @instance.command("failover")
-@click.argument("name")
+@argument("name", help="Instance to fail over")
 @click.option("--ignore-consistency", is_flag=True,
               help="Go on even if the primary node is offline or unreachable")
 @click.option("--shutdown-timeout", type=int, default=C.DEFAULT_SHUTDOWN_TIMEOUT,
-              show_default=True)
+              show_default=True,
+              help="Seconds to wait for the instance to shut down before forcing it off")
 @click.option("-n", "--target-node", default=None, help="Node to fail over to")
-@click.option("-I", "--iallocator", default=None)
-@click.option("--cleanup", is_flag=True)
-@click.option("--ignore-ipolicy", is_flag=True)
-@click.option("-f", "--force", is_flag=True)
+@click.option("-I", "--iallocator", default=None,
+              help="Instance allocator choosing the target node (shared-storage templates)")
+@click.option("--cleanup", is_flag=True, help="Clean up after a failed failover")
+@click.option("--ignore-ipolicy", is_flag=True, help="Ignore instance policy violations")
+@click.option("-f", "--force", is_flag=True, help="Do not ask for confirmation")
 @submit_opts
 def failover(name: str, **opts: Any) -> int:
     """Stop an instance and start it on another node."""
@@ -54,18 +56,22 @@ def failover(name: str, **opts: Any) -> int:
 
 
 @instance.command("migrate")
-@click.argument("name")
+@argument("name", help="Instance to migrate")
 @click.option("--non-live", is_flag=True, help="Pause the instance while copying memory")
-@click.option("--migration-mode", type=_MODES, default=None)
+@click.option("--migration-mode", type=_MODES, default=None,
+              help="Migration mode: live or non-live (default: the hypervisor's migration_mode)")
 @click.option("--cleanup", is_flag=True, help="Repair after a failed migration")
-@click.option("-n", "--target-node", default=None)
-@click.option("-I", "--iallocator", default=None)
+@click.option("-n", "--target-node", default=None, help="Target node (shared-storage templates)")
+@click.option("-I", "--iallocator", default=None,
+              help="Instance allocator choosing the target node (shared-storage templates)")
 @click.option("--allow-failover", is_flag=True,
               help="Fail over when the instance cannot be migrated")
-@click.option("--ignore-ipolicy", is_flag=True)
-@click.option("--ignore-hvversions", is_flag=True)
-@click.option("--no-runtime-changes", is_flag=True)
-@click.option("-f", "--force", is_flag=True)
+@click.option("--ignore-ipolicy", is_flag=True, help="Ignore instance policy violations")
+@click.option("--ignore-hvversions", is_flag=True,
+              help="Migrate even if the hypervisor versions of the nodes differ")
+@click.option("--no-runtime-changes", is_flag=True,
+              help="Do not change the instance's memory to fit the target node (fail instead)")
+@click.option("-f", "--force", is_flag=True, help="Do not ask for confirmation")
 @submit_opts
 def migrate(name: str, **opts: Any) -> int:
     """Move a running instance to another node (live by default)."""
@@ -82,15 +88,17 @@ def migrate(name: str, **opts: Any) -> int:
 
 
 @instance.command("move")
-@click.argument("name")
+@argument("name", help="Instance to move")
 @click.option("-n", "--target-node", required=True, help="Node to copy the instance to")
 @click.option("--compress", default="none", show_default=True,
               help="Compression of the disk copy (none, gzip, zstd, ...)")
 @click.option("--shutdown-timeout", type=int, default=C.DEFAULT_SHUTDOWN_TIMEOUT,
-              show_default=True)
-@click.option("--ignore-consistency", is_flag=True)
-@click.option("--ignore-ipolicy", is_flag=True)
-@click.option("-f", "--force", is_flag=True)
+              show_default=True,
+              help="Seconds to wait for the instance to shut down before forcing it off")
+@click.option("--ignore-consistency", is_flag=True,
+              help="Move even if the disks are not consistent (data may be lost)")
+@click.option("--ignore-ipolicy", is_flag=True, help="Ignore instance policy violations")
+@click.option("-f", "--force", is_flag=True, help="Do not ask for confirmation")
 @submit_opts
 def move(name: str, **opts: Any) -> int:
     """Copy a stopped instance's disks to another node and start it there."""
@@ -105,14 +113,19 @@ def move(name: str, **opts: Any) -> int:
 
 
 @node.command("migrate")
-@click.argument("name")
-@click.option("--non-live", is_flag=True)
-@click.option("--migration-mode", type=_MODES, default=None)
-@click.option("-n", "--target-node", default=None)
-@click.option("-I", "--iallocator", default=None)
-@click.option("--ignore-ipolicy", is_flag=True)
-@click.option("--no-runtime-changes", is_flag=True)
-@click.option("-f", "--force", is_flag=True)
+@argument("name", help="Node whose primary instances to migrate")
+@click.option("--non-live", is_flag=True,
+              help="Migrate non-live (the instances pause during the copy)")
+@click.option("--migration-mode", type=_MODES, default=None,
+              help="Migration mode: live or non-live (default: the hypervisor's migration_mode)")
+@click.option("-n", "--target-node", default=None,
+              help="Target node of the instances (shared-storage templates)")
+@click.option("-I", "--iallocator", default=None,
+              help="Instance allocator choosing the target nodes")
+@click.option("--ignore-ipolicy", is_flag=True, help="Ignore instance policy violations")
+@click.option("--no-runtime-changes", is_flag=True,
+              help="Do not change the instance's memory to fit the target node (fail instead)")
+@click.option("-f", "--force", is_flag=True, help="Do not ask for confirmation")
 @submit_opts
 def node_migrate(name: str, **opts: Any) -> int:
     """Live-migrate all primary instances away from a node."""
@@ -126,15 +139,16 @@ def node_migrate(name: str, **opts: Any) -> int:
 
 
 @node.command("evacuate")
-@click.argument("name")
+@argument("name", help="Node to evacuate")
 @click.option("-p", "--primary-only", is_flag=True, help="Move only primary instances")
 @click.option("-s", "--secondary-only", is_flag=True, help="Move only secondary instances")
 @click.option("-n", "--new-secondary", "remote_node", default=None,
               help="Node to move the instances to")
-@click.option("-I", "--iallocator", default=None)
-@click.option("--early-release", is_flag=True)
-@click.option("--ignore-soft-errors", is_flag=True)
-@click.option("-f", "--force", is_flag=True)
+@click.option("-I", "--iallocator", default=None, help="Instance allocator choosing the new nodes")
+@click.option("--early-release", is_flag=True,
+              help="Release the old disks' locks early (faster, less safe on failure)")
+@click.option("--ignore-soft-errors", is_flag=True, help="Ignore the allocator's soft errors")
+@click.option("-f", "--force", is_flag=True, help="Do not ask for confirmation")
 @submit_opts
 def node_evacuate(name: str, **opts: Any) -> int:
     """Move instances off a node."""

@@ -26,6 +26,7 @@ from corral.cli import (
 )
 from corral.cli import output as o
 from corral.cli.options import (
+    argument,
     force_dict_type,
     list_opts,
     parse_kv,
@@ -44,16 +45,20 @@ def node(root: str | None) -> None:
 
 
 @node.command("add")
-@click.argument("name")
+@argument("name", help="Name of the new node")
 @click.option("--primary-ip", default=None, help="Primary IP (default: resolve NAME)")
 @click.option("--noded-port", type=int, default=None, help="Port of noded on the new node")
-@click.option("-s", "--secondary-ip", default=None)
+@click.option("-s", "--secondary-ip", default=None,
+              help="Secondary (replication) IP address of the node")
 @click.option("--readd", is_flag=True, help="Re-add a node that was in the cluster")
 @click.option("-g", "--node-group", "group", default=None,
               help="Node group the node joins (needed when there are several)")
-@click.option("--master-capable", default=None, metavar="yes|no")
-@click.option("--vm-capable", default=None, metavar="yes|no")
-@click.option("--node-parameters", "ndparams", default=None, metavar="KEY=VAL,...")
+@click.option("--master-capable", default=None, metavar="yes|no",
+              help="Whether the node may become master or master candidate (yes|no)")
+@click.option("--vm-capable", default=None, metavar="yes|no",
+              help="Whether the node may host instances (yes|no)")
+@click.option("--node-parameters", "ndparams", default=None, metavar="KEY=VAL,...",
+              help="Node parameters: KEY=VAL,...")
 @submit_opts
 def add(name: str, **opts: Any) -> int:
     """Add a node to the cluster."""
@@ -73,7 +78,7 @@ def add(name: str, **opts: Any) -> int:
 
 
 @node.command("remove")
-@click.argument("name")
+@argument("name", help="Node to remove")
 @submit_opts
 def remove(name: str, **opts: Any) -> int:
     """Remove an (empty) node from the cluster."""
@@ -82,7 +87,8 @@ def remove(name: str, **opts: Any) -> int:
 
 
 @node.command("list")
-@click.argument("names", nargs=-1)
+@argument("names", nargs=-1,
+          help="Node names or glob patterns, or with -F one query filter (default: all)")
 @list_opts
 def list_(names: tuple[str, ...], **opts: Any) -> int:
     """List nodes."""
@@ -90,11 +96,11 @@ def list_(names: tuple[str, ...], **opts: Any) -> int:
 
 
 @node.command("list-fields")
-@click.argument("fields", nargs=-1)
-@click.option("--no-headers", is_flag=True)
-@click.option("--separator", default=None)
+@argument("fields", nargs=-1, help="Fields to describe (default: all)")
+@click.option("--no-headers", is_flag=True, help="Do not print column headers")
+@click.option("--separator", default=None, help="Column separator (default: aligned columns)")
 @click.option("--output", "output_format", type=click.Choice(["table", "json"]),
-              default="table")
+              default="table", help="Output format")
 def list_fields(fields: tuple[str, ...], **opts: Any) -> int:
     """List the fields of 'list -o'."""
     return generic_list_fields("node", fields, opts)
@@ -106,7 +112,7 @@ INFO_FIELDS = ["name", "pip", "sip", "pinst_list", "sinst_list", "master_candida
 
 
 @node.command("info")
-@click.argument("names", nargs=-1)
+@argument("names", nargs=-1, help="Nodes to show (default: all)")
 def info(names: tuple[str, ...]) -> int:
     """Show detailed information about nodes (YAML)."""
     known = known_field_names("node")
@@ -138,18 +144,25 @@ def info(names: tuple[str, ...]) -> int:
 
 
 @node.command("modify")
-@click.argument("name")
-@click.option("-C", "--master-candidate", default=None, metavar="yes|no")
-@click.option("-D", "--drained", default=None, metavar="yes|no")
-@click.option("-O", "--offline", default=None, metavar="yes|no")
-@click.option("--master-capable", default=None, metavar="yes|no")
-@click.option("--vm-capable", default=None, metavar="yes|no")
-@click.option("-s", "--secondary-ip", default=None)
-@click.option("--node-parameters", "ndparams", default=None, metavar="KEY=VAL,...")
-@click.option("--node-powered", default=None, metavar="yes|no")
+@argument("name", help="Node to modify")
+@click.option("-C", "--master-candidate", default=None, metavar="yes|no",
+              help="Whether the node is a master candidate (yes|no)")
+@click.option("-D", "--drained", default=None, metavar="yes|no",
+              help="Whether the node is drained: no new instances (yes|no)")
+@click.option("-O", "--offline", default=None, metavar="yes|no",
+              help="Whether the node is offline (yes|no)")
+@click.option("--master-capable", default=None, metavar="yes|no",
+              help="Whether the node may become master or master candidate (yes|no)")
+@click.option("--vm-capable", default=None, metavar="yes|no",
+              help="Whether the node may host instances (yes|no)")
+@click.option("-s", "--secondary-ip", default=None, help="New secondary (replication) IP address")
+@click.option("--node-parameters", "ndparams", default=None, metavar="KEY=VAL,...",
+              help="Change node parameters: KEY=VAL,... (-KEY resets to the default)")
+@click.option("--node-powered", default=None, metavar="yes|no",
+              help="Record the node's power state (yes|no)")
 @click.option("--auto-promote", is_flag=True,
               help="Promote other nodes to master candidate if needed")
-@click.option("-f", "--force", is_flag=True)
+@click.option("-f", "--force", is_flag=True, help="Do not ask for confirmation")
 @submit_opts
 def modify(name: str, **opts: Any) -> int:
     """Change a node's flags or parameters."""

@@ -401,6 +401,22 @@ def split_list(value: str | None) -> list[str] | None:
 
 # -- shared click options ---------------------------------------------------------------
 
+class HelpArgument(click.Argument):
+    """A click argument with a help text (click's own have none), shown in
+    ``--help`` under "Arguments" and in the man pages."""
+
+    def __init__(self, param_decls: list[str], required: bool | None = None,
+                 help: str | None = None, **attrs: Any) -> None:
+        super().__init__(param_decls, required=required, **attrs)
+        self.help = help
+
+
+def argument(*param_decls: str, help: str, **attrs: Any
+             ) -> Callable[[Any], Any]:
+    """``click.argument`` with a required ``help`` text (:class:`HelpArgument`)."""
+    return click.argument(*param_decls, cls=HelpArgument, help=help, **attrs)
+
+
 def _compose(*decorators: Callable[[Any], Any]) -> Callable[[Any], Any]:
     def wrap(fn: Any) -> Any:
         for deco in reversed(decorators):
@@ -434,6 +450,10 @@ list_opts = _compose(
     click.option("--output", "output_format", type=click.Choice(["table", "json"]),
                  default="table", help="Output format"),
     click.option("-v", "--verbose", is_flag=True, help="Verbose status of missing values"),
+    click.option("-F", "--filter", "force_filter", is_flag=True,
+                 help="Treat the argument as a query filter such as 'pnode == \"node1\" "
+                      "and admin_state' (see QUERY FILTERS in the man page); a single argument "
+                      "with filter characters is one anyway"),
 )
 """Options of every ``list`` command."""
 
@@ -447,3 +467,55 @@ group_change_opts = _compose(
                  help="Release locks early (replicated disks only)"),
 )
 """Options of ``gnt-group evacuate`` and ``gnt-instance change-group``."""
+
+instance_spec_opts = _compose(
+    click.option("-t", "--disk-template", default=None, type=click.Choice(C.DISK_TEMPLATES),
+                 help="Disk template of the instance's disks"),
+    click.option("-n", "--node", "node_spec", default=None, metavar="PNODE[:SNODE]",
+                 help=("Primary node, and secondary node for mirrored templates "
+                       "(PNODE:SNODE); or use -I")),
+    click.option("-I", "--iallocator", default=None,
+                 help=("Instance allocator plugin choosing the node(s) (default: the "
+                       "cluster's default iallocator)")),
+    click.option("-g", "--node-group", "group_name", default=None,
+                 help="Node group to place the instance in (with an iallocator)"),
+    click.option("--disk", "disks", multiple=True, metavar="N:size=SIZE,mode=ro|rw,...",
+                 help=("Disk N: size (unit suffixes M, G, T), mode (ro|rw), vg, name, "
+                       "spindles, adopt, ... (repeatable)")),
+    click.option("-s", "--os-size", "os_size", default=None,
+                 help="Size of the single disk (unit suffixes M, G, T), instead of --disk"),
+    click.option("--net", "nets", multiple=True, metavar="N:mac=..,ip=..,link=..,...",
+                 help=("NIC N: mac (auto|generate|address), ip, mode, link, network, name, "
+                       "vlan (repeatable)")),
+    click.option("--no-nics", is_flag=True,
+                 help="Create the instance without network interfaces"),
+    click.option("-B", "--backend-parameters", "beparams", default=None,
+                 help=("Backend parameters: KEY=VAL,... (maxmem, minmem, vcpus, "
+                       "auto_balance, always_failover, spindle_use)")),
+    click.option("-H", "--hypervisor-parameters", "hvparams", default=None,
+                 metavar="HV[:KEY=VAL,...]",
+                 help="Hypervisor and its parameters for this instance: HV:KEY=VAL,..."),
+    click.option("-O", "--os-parameters", "osparams", default=None,
+                 help="OS parameters: KEY=VAL,..."),
+    click.option("--file-storage-dir", default=None,
+                 help=("Directory of the instance's disk files, relative to the cluster's "
+                       "file storage directory")),
+    click.option("--file-driver", default=None, type=click.Choice(C.FILE_DRIVERS),
+                 help="Driver of file-based disks (loop or blktap)"),
+    click.option("--no-ip-check", "ip_check", flag_value=False, default=True,
+                 help="Do not check that the instance's IP address is unused (no ping)"),
+    click.option("--no-name-check", "name_check", flag_value=False, default=True,
+                 help="Do not check that the instance name resolves (implies --no-ip-check)"),
+)
+"""Options describing a new instance (``gnt-instance add``, ``gnt-backup
+import``): placement (-t, -n, -I, -g), disks, NICs, parameters, checks."""
+
+remember_opts = _compose(
+    click.option("--no-remember", is_flag=True,
+                 help=("Do not record the new state in the configuration (the watcher may "
+                       "change it back)")),
+    click.option("--ignore-offline", is_flag=True,
+                 help=("Ignore the instance's primary node being offline (only update the "
+                       "configuration)")),
+)
+"""--no-remember and --ignore-offline of startup and shutdown."""

@@ -13,7 +13,13 @@ import click
 
 from corral.cli import CorralGroup, build_op, root_option, submit_job, submit_op
 from corral.cli import output as o
-from corral.cli.options import parse_hvparams_option, parse_kv, parse_yes_no, submit_opts
+from corral.cli.options import (
+    argument,
+    parse_hvparams_option,
+    parse_kv,
+    parse_yes_no,
+    submit_opts,
+)
 from corral.values import os_names
 
 
@@ -44,7 +50,7 @@ def valid_os_names(rows: list[dict[str, Any]]) -> list[str]:
 
 
 @os_group.command("list")
-@click.option("--no-headers", is_flag=True)
+@click.option("--no-headers", is_flag=True, help="Do not print column headers")
 def list_(no_headers: bool) -> int:
     """List the valid OSes (with variants) available on all nodes."""
     rows = diagnose_rows(["name", "valid", "variants", "hidden", "blacklisted"])
@@ -122,7 +128,7 @@ def diagnose() -> int:
 
 
 @os_group.command("info")
-@click.argument("names", nargs=-1)
+@argument("names", nargs=-1, help="OS definitions to show (default: all)")
 def info(names: tuple[str, ...]) -> int:
     """Show details of OSes (YAML): validity, API versions, variants, parameters."""
     rows = diagnose_rows(["name", "valid", "variants", "parameters", "api_versions",

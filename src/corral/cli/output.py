@@ -275,6 +275,9 @@ def format_error(exc: BaseException) -> tuple[int, str]:
         return EXIT_FAILURE, f"Failure: wrong parameter: {msg}"
     if isinstance(exc, errors.JobLost):
         return EXIT_FAILURE, f"Error checking job status: {msg}"
+    if isinstance(exc, errors.QueryFilterParseError):
+        return EXIT_FAILURE, "\n".join([f"Error while parsing query filter: {msg}",
+                                         *exc.details])
     if isinstance(exc, errors.CorralError):
         return EXIT_FAILURE, f"Failure: {type(exc).__name__}: {msg} ({exc.ecode})"
     return EXIT_FAILURE, f"Unhandled exception: {type(exc).__name__}: {msg}"
