@@ -17,7 +17,7 @@ from corral import errors
 from corral.cli import build_op, get_env, print_log_entry, submit_op
 from corral.cli import output as o
 from corral.cli.instance import instance
-from corral.cli.options import submit_opts
+from corral.cli.options import argument, submit_opts
 
 
 def read_instance_definitions(path: str) -> list[dict[str, Any]]:
@@ -36,7 +36,8 @@ def read_instance_definitions(path: str) -> list[dict[str, Any]]:
 
 
 @instance.command("batch-create")
-@click.argument("json_file", metavar="INSTANCES_FILE.json")
+@argument("json_file", help="JSON file with a list of instance definitions",
+          metavar="INSTANCES_FILE.json")
 @click.option("-I", "--iallocator", default=None,
               help="Instance allocator choosing the nodes of instances that name none")
 @submit_opts

@@ -32,12 +32,10 @@ from corral.cli.ipolicy_opts import (
 )
 from corral.cli.options import (
     argument,
-    convert_hvparams,
     force_dict_type,
     parse_hvparams_option,
     parse_ident_kv,
     parse_kv,
-    parse_multi_ident_kv,
     parse_yes_no,
     split_list,
     submit_opts,

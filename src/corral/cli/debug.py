@@ -25,7 +25,7 @@ from corral.cli import (
     submit_job,
 )
 from corral.cli import output as o
-from corral.cli.options import list_opts, submit_opts
+from corral.cli.options import argument, list_opts, submit_opts
 
 # The query kind of locks (Ganeti's constants.QR_LOCK).
 QR_LOCK = "lock"
@@ -41,7 +41,7 @@ def debug(root: str | None) -> None:
 
 
 @debug.command("delay")
-@click.argument("duration", type=float)
+@argument("duration", help="Seconds to sleep", type=float)
 @click.option("--no-master", "on_master", flag_value=False, default=True,
               help="Do not sleep on the master, only on the nodes given with -n")
 @click.option("-n", "--node", "on_nodes", multiple=True, metavar="NODE",
@@ -84,7 +84,8 @@ def _load_opcodes(path: str) -> list[dict[str, Any]]:
 
 
 @debug.command("submit-job")
-@click.argument("files", nargs=-1, required=True, metavar="OPCODES_FILE...")
+@argument("files", help="JSON files, each holding a list of opcodes", nargs=-1,
+          required=True, metavar="OPCODES_FILE...")
 @click.option("--verbose", "-v", is_flag=True, help="Print each job id as it is submitted")
 @click.option("--timing-stats", is_flag=True,
               help="Print how long building, submitting and running the jobs took")

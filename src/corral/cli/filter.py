@@ -18,7 +18,7 @@ import click
 from corral import errors
 from corral.cli import CorralGroup, generic_list, generic_list_fields, get_env, root_option
 from corral.cli import output as o
-from corral.cli.options import list_opts
+from corral.cli.options import argument, list_opts
 
 DEFAULT_FIELDS = ["uuid", "priority", "predicates", "action"]
 INFO_FIELDS = ["uuid", "watermark", "priority", "predicates", "action", "reason_trail"]
@@ -86,7 +86,7 @@ def add(priority: int, predicates: str, action: str, reason: str | None) -> int:
 
 
 @filter_group.command("replace")
-@click.argument("uuid")
+@argument("uuid", help="UUID of the filter rule")
 @_rule_options
 def replace(uuid: str, priority: int, predicates: str, action: str,
             reason: str | None) -> int:
@@ -95,7 +95,7 @@ def replace(uuid: str, priority: int, predicates: str, action: str,
 
 
 @filter_group.command("delete")
-@click.argument("uuid")
+@argument("uuid", help="UUID of the filter rule")
 def delete(uuid: str) -> int:
     """Remove the rule UUID."""
     get_env().client.delete_filter(uuid)
@@ -104,7 +104,7 @@ def delete(uuid: str) -> int:
 
 @filter_group.command("list")
 @list_opts
-@click.argument("uuids", nargs=-1)
+@argument("uuids", help="UUIDs of filter rules (default: all)", nargs=-1)
 def list_(uuids: tuple[str, ...], **opts: Any) -> int:
     """List the job filter rules (in the order they are tried)."""
     return generic_list("filter", DEFAULT_FIELDS, uuids, opts)
@@ -112,14 +112,14 @@ def list_(uuids: tuple[str, ...], **opts: Any) -> int:
 
 @filter_group.command("list-fields")
 @list_opts
-@click.argument("fields", nargs=-1)
+@argument("fields", help="Fields to describe (default: all)", nargs=-1)
 def list_fields(fields: tuple[str, ...], **opts: Any) -> int:
     """List the fields of job filter rules."""
     return generic_list_fields("filter", fields, opts)
 
 
 @filter_group.command("info")
-@click.argument("uuids", nargs=-1)
+@argument("uuids", help="UUIDs of filter rules (default: all)", nargs=-1)
 def info(uuids: tuple[str, ...]) -> int:
     """Show the details of rules (all when none is given)."""
     rows = get_env().client.query_filters(list(uuids) or None, INFO_FIELDS)

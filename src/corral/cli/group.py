@@ -25,14 +25,15 @@ from corral.cli import (
     submit_op,
 )
 from corral.cli import output as o
+from corral.cli.ipolicy_opts import ipolicy_from_options, ipolicy_options
 from corral.cli.options import (
+    argument,
     _compose,
     force_dict_type,
     group_change_opts,
     list_opts,
     parse_ident_kv,
     parse_kv,
-    split_list,
     submit_opts,
 )
 
@@ -64,12 +65,7 @@ _param_opts = _compose(
     click.option("--disk-state", "disk_state", multiple=True,
                  metavar="TYPE:KEY=VAL,...",
                  help="Static disk state of one storage type (repeatable)"),
-    click.option("--ipolicy-disk-templates", default=None, metavar="TEMPLATE,...",
-                 help="Disk templates the group's instances may use ('default' resets)"),
-    click.option("--ipolicy-vcpu-ratio", default=None, metavar="RATIO",
-                 help="Maximum ratio of virtual to physical CPUs ('default' resets)"),
-    click.option("--ipolicy-spindle-ratio", default=None, metavar="RATIO",
-                 help="Maximum instances per physical spindle ('default' resets)"),
+    ipolicy_options(group=True),
 )
 
 
@@ -84,29 +80,6 @@ def _per_ident(values: tuple[str, ...], opt: str) -> dict[str, Any]:
     return out
 
 
-def _ratio(value: str, opt: str) -> float | str:
-    if value == "default":
-        return value
-    try:
-        return float(value)
-    except ValueError:
-        raise errors.ParameterError(f"Invalid {opt} value '{value}': not a number") from None
-
-
-def _ipolicy(opts: dict[str, Any]) -> dict[str, Any] | None:
-    """The group's own policy keys from the simple ``--ipolicy-*`` options."""
-    policy: dict[str, Any] = {}
-    if opts["ipolicy_disk_templates"] is not None:
-        value = opts["ipolicy_disk_templates"]
-        policy["disk-templates"] = value if value == "default" else split_list(value)
-    if opts["ipolicy_vcpu_ratio"] is not None:
-        policy["vcpu-ratio"] = _ratio(opts["ipolicy_vcpu_ratio"], "--ipolicy-vcpu-ratio")
-    if opts["ipolicy_spindle_ratio"] is not None:
-        policy["spindle-ratio"] = _ratio(opts["ipolicy_spindle_ratio"],
-                                         "--ipolicy-spindle-ratio")
-    return policy or None
-
-
 def _group_params(opts: dict[str, Any], allow_none: bool) -> dict[str, Any]:
     """Opcode parameters of the options given (absent options are left out)."""
     params: dict[str, Any] = {}
@@ -119,14 +92,14 @@ def _group_params(opts: dict[str, Any], allow_none: bool) -> dict[str, Any]:
                      ("disk_state", "--disk-state")):
         if opts[key]:
             params[key] = _per_ident(opts[key], opt)
-    ipolicy = _ipolicy(opts)
-    if ipolicy is not None:
+    ipolicy = ipolicy_from_options(opts, group=True)
+    if ipolicy:
         params["ipolicy"] = ipolicy
     return params
 
 
 @group.command("add")
-@click.argument("name")
+@argument("name", help="Name of the node group")
 @_param_opts
 @submit_opts
 def add(name: str, **opts: Any) -> int:
@@ -137,8 +110,8 @@ def add(name: str, **opts: Any) -> int:
 
 
 @group.command("assign-nodes")
-@click.argument("name")
-@click.argument("nodes", nargs=-1, required=True)
+@argument("name", help="Name of the node group")
+@argument("nodes", help="Nodes to move into the group", nargs=-1, required=True)
 @click.option("-f", "--force", is_flag=True,
               help="Assign even if instances get split across groups")
 @submit_opts
@@ -150,7 +123,7 @@ def assign_nodes(name: str, nodes: tuple[str, ...], **opts: Any) -> int:
 
 
 @group.command("list")
-@click.argument("names", nargs=-1)
+@argument("names", help="Names of node groups (default: all)", nargs=-1)
 @list_opts
 def list_(names: tuple[str, ...], **opts: Any) -> int:
     """List node groups (default fields: name, node_cnt, pinst_cnt, alloc_policy,
@@ -159,7 +132,7 @@ def list_(names: tuple[str, ...], **opts: Any) -> int:
 
 
 @group.command("list-fields")
-@click.argument("fields", nargs=-1)
+@argument("fields", help="Fields to describe (default: all)", nargs=-1)
 @click.option("--no-headers", is_flag=True, help="Do not print column headers")
 @click.option("--separator", default=None, help="Column separator (default: aligned)")
 @click.option("--output", "output_format", type=click.Choice(["table", "json"]),
@@ -170,7 +143,7 @@ def list_fields(fields: tuple[str, ...], **opts: Any) -> int:
 
 
 @group.command("info")
-@click.argument("names", nargs=-1)
+@argument("names", help="Names of node groups (default: all)", nargs=-1)
 def info(names: tuple[str, ...]) -> int:
     """Show detailed information about node groups (YAML)."""
     from corral.cli.instance import _params_info
@@ -195,7 +168,7 @@ def info(names: tuple[str, ...]) -> int:
 
 
 @group.command("modify")
-@click.argument("name")
+@argument("name", help="Name of the node group")
 @_param_opts
 @submit_opts
 def modify(name: str, **opts: Any) -> int:
@@ -214,7 +187,7 @@ def modify(name: str, **opts: Any) -> int:
 
 
 @group.command("remove")
-@click.argument("name")
+@argument("name", help="Name of the node group")
 @submit_opts
 def remove(name: str, **opts: Any) -> int:
     """Remove an (empty) node group from the cluster."""
@@ -223,8 +196,8 @@ def remove(name: str, **opts: Any) -> int:
 
 
 @group.command("rename")
-@click.argument("name")
-@click.argument("new_name")
+@argument("name", help="Name of the node group")
+@argument("new_name", help="New name of the node group")
 @submit_opts
 def rename(name: str, new_name: str, **opts: Any) -> int:
     """Rename a node group."""
@@ -233,7 +206,7 @@ def rename(name: str, new_name: str, **opts: Any) -> int:
 
 
 @group.command("evacuate")
-@click.argument("name")
+@argument("name", help="Name of the node group")
 @group_change_opts
 @click.option("--sequential", is_flag=True, help="Move the instances one after another")
 @click.option("--force-failover", is_flag=True,

@@ -167,7 +167,7 @@ def node_evacuate(name: str, **opts: Any) -> int:
 
 
 @instance.command("change-group")
-@click.argument("name")
+@argument("name", help="Name of the instance")
 @group_change_opts
 @submit_opts
 def change_group(name: str, **opts: Any) -> int:

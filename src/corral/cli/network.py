@@ -26,7 +26,13 @@ from corral.cli import (
     submit_op,
 )
 from corral.cli import output as o
-from corral.cli.options import list_opts, parse_kv, submit_opts, unescape_and_split
+from corral.cli.options import (
+    argument,
+    list_opts,
+    parse_kv,
+    submit_opts,
+    unescape_and_split,
+)
 
 DEFAULT_FIELDS = ["name", "network", "gateway", "mac_prefix", "group_list", "tags"]
 INFO_FIELDS = ["name", "network", "gateway", "network6", "gateway6", "mac_prefix",
@@ -68,7 +74,7 @@ def _with(options: list[Any]) -> Any:
 
 
 @network.command("add")
-@click.argument("name")
+@argument("name", help="Name of the network")
 @click.option("--network", "subnet", default=None, metavar="CIDR",
               help="IPv4 subnet of the network, e.g. 192.0.2.0/24 (required)")
 @_with(_address_opts)
@@ -98,8 +104,8 @@ def _groups(groups: tuple[str, ...]) -> list[str]:
 
 
 @network.command("connect")
-@click.argument("name")
-@click.argument("groups", nargs=-1)
+@argument("name", help="Name of the network")
+@argument("groups", help="Node groups (default: all)", nargs=-1)
 @click.option("-N", "--nic-parameters", "nicparams", default=None,
               metavar="mode=...,link=...,vlan=...",
               help="NIC parameters of the connection (defaults: the cluster's)")
@@ -120,8 +126,8 @@ def connect(name: str, groups: tuple[str, ...], nicparams: str | None, **opts: A
 
 
 @network.command("disconnect")
-@click.argument("name")
-@click.argument("groups", nargs=-1)
+@argument("name", help="Name of the network")
+@argument("groups", help="Node groups (default: all)", nargs=-1)
 @submit_opts
 def disconnect(name: str, groups: tuple[str, ...], **opts: Any) -> int:
     """Disconnect a network from node groups (all groups if none are given)."""
@@ -132,7 +138,7 @@ def disconnect(name: str, groups: tuple[str, ...], **opts: Any) -> int:
 
 
 @network.command("list")
-@click.argument("names", nargs=-1)
+@argument("names", help="Names of networks (default: all)", nargs=-1)
 @list_opts
 def list_(names: tuple[str, ...], **opts: Any) -> int:
     """List networks."""
@@ -155,7 +161,7 @@ def list_(names: tuple[str, ...], **opts: Any) -> int:
 
 
 @network.command("list-fields")
-@click.argument("fields", nargs=-1)
+@argument("fields", help="Fields to describe (default: all)", nargs=-1)
 @click.option("--no-headers", is_flag=True, help="Do not print column headers")
 @click.option("--separator", default=None, help="Column separator (default: aligned)")
 @click.option("--output", "output_format", type=click.Choice(["table", "json"]),
@@ -174,7 +180,7 @@ def _instance_addresses(name: str, net_uuid: str) -> str:
 
 
 @network.command("info")
-@click.argument("names", nargs=-1)
+@argument("names", help="Names of networks (default: all)", nargs=-1)
 def info(names: tuple[str, ...]) -> int:
     """Show the details of networks (Ganeti's text layout)."""
     for row in query_rows("network", INFO_FIELDS, list(names)):
@@ -214,7 +220,7 @@ def info(names: tuple[str, ...]) -> int:
 
 
 @network.command("modify")
-@click.argument("name")
+@argument("name", help="Name of the network")
 @_with(_address_opts)
 @click.option("--remove-reserved-ips", default=None, metavar="IP,...",
               help="Comma-separated externally reserved IP addresses to release")
@@ -235,8 +241,8 @@ def modify(name: str, **opts: Any) -> int:
 
 
 @network.command("rename")
-@click.argument("name")
-@click.argument("new_name")
+@argument("name", help="Name of the network")
+@argument("new_name", help="New name of the network")
 @submit_opts
 def rename(name: str, new_name: str, **opts: Any) -> int:
     """Rename a network."""
@@ -245,7 +251,7 @@ def rename(name: str, new_name: str, **opts: Any) -> int:
 
 
 @network.command("remove")
-@click.argument("name")
+@argument("name", help="Name of the network")
 @click.option("-f", "--force", is_flag=True, help="Do not ask for confirmation")
 @submit_opts
 def remove(name: str, **opts: Any) -> int:

@@ -16,7 +16,7 @@ from corral import constants as C
 from corral.cli import build_op, confirm, submit_job
 from corral.cli import output as o
 from corral.cli.node import node
-from corral.cli.options import submit_opts
+from corral.cli.options import argument, submit_opts
 
 # Power sub-commands and the OOB commands they run.
 POWER_COMMANDS = {"on": C.OOB_POWER_ON, "off": C.OOB_POWER_OFF,
@@ -60,8 +60,8 @@ def _print_results(result: list[Any], describe: Any, opts: dict[str, Any]) -> in
 
 
 @node.command("power")
-@click.argument("command", type=click.Choice(sorted(POWER_COMMANDS)))
-@click.argument("nodes", nargs=-1)
+@argument("command", help="Power action", type=click.Choice(sorted(POWER_COMMANDS)))
+@argument("nodes", help="Nodes to act on (default: all)", nargs=-1)
 @click.option("--ignore-status", is_flag=True,
               help="Power off without marking the nodes offline first")
 @click.option("--power-delay", type=click.FloatRange(min=0), default=C.OOB_POWER_DELAY,
@@ -101,7 +101,7 @@ def power(command: str, nodes: tuple[str, ...], ignore_status: bool, power_delay
 
 
 @node.command("health")
-@click.argument("nodes", nargs=-1)
+@argument("nodes", help="Nodes to act on (default: all)", nargs=-1)
 @oob_timeout_option
 @_with_table_options
 @submit_opts

@@ -1,8 +1,9 @@
 """``gnt-os`` / ``corral os``: operating system definitions.
 
 Mirrors ``ganeti.client.gnt_os``: list, diagnose, info (built on
-OP_OS_DIAGNOSE) and modify (OP_CLUSTER_SET_PARAMS). Like Ganeti's legacy diagnose, ``list`` shows only OSes
-that are valid on every node and neither hidden nor blacklisted.
+OP_OS_DIAGNOSE) and modify (OP_CLUSTER_SET_PARAMS). Like Ganeti's legacy
+diagnose, ``list`` shows only OSes that are valid on every node and neither
+hidden nor blacklisted.
 """
 
 from __future__ import annotations

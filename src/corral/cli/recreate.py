@@ -15,7 +15,13 @@ from corral import constants as C
 from corral import errors
 from corral.cli import build_op, submit_op
 from corral.cli.instance import instance
-from corral.cli.options import parse_ident_kv, parse_node_spec, parse_size, submit_opts
+from corral.cli.options import (
+    argument,
+    parse_ident_kv,
+    parse_node_spec,
+    parse_size,
+    submit_opts,
+)
 
 
 def parse_recreate_disks(values: tuple[str, ...]) -> list[list[Any]]:
@@ -45,7 +51,7 @@ def parse_recreate_disks(values: tuple[str, ...]) -> list[list[Any]]:
 
 
 @instance.command("recreate-disks")
-@click.argument("name")
+@argument("name", help="Name of the instance")
 @click.option("--disk", "disks", multiple=True, metavar="N[:size=SIZE,mode=ro|rw]",
               help="Disk to re-create, optionally with a new size or mode (repeatable; "
                    "default: all disks)")

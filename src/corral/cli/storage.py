@@ -15,6 +15,7 @@ import click
 from corral import constants as C
 from corral.cli import build_op, parse_field_list, submit_op
 from corral.cli import output as o
+from corral.cli.options import argument
 from corral.cli.node import node
 
 DEFAULT_FIELDS = [C.SF_NODE, C.SF_TYPE, C.SF_NAME, C.SF_SIZE, C.SF_USED, C.SF_FREE,
@@ -34,7 +35,7 @@ def format_storage_cell(field: str, value: Any, units: str) -> str:
 
 
 @node.command("list-storage")
-@click.argument("nodes", nargs=-1)
+@argument("nodes", help="Nodes to list (default: all)", nargs=-1)
 @click.option("-t", "--storage-type", default=None, type=click.Choice(C.STORAGE_TYPES),
               help="Storage type to list (default: that of the first enabled disk "
                    "template)")

@@ -20,9 +20,10 @@ from corral.cmdlib.group_params import (
     check_ndparams,
     check_state_dict,
     update_diskparams,
-    update_group_ipolicy,
 )
+from corral.cmdlib.instance_policy import group_ipolicy_change
 from corral.cmdlib.instance_utils import get_updated_params
+from corral.ipolicy import check_ipolicy_update
 from corral.objects import Instance, NodeGroup, new_uuid
 from corral.query import nice_sort_key
 
@@ -86,6 +87,8 @@ class LUGroupAdd(_GroupLU):
         op.diskparams = check_diskparams(op.diskparams)
         op.hv_state = check_state_dict(op.hv_state, "hypervisor state")
         op.disk_state = check_state_dict(op.disk_state, "disk state")
+        if op.ipolicy is not None:
+            op.ipolicy = check_ipolicy_update(op.ipolicy, group_policy=True)
 
     def expand_names(self) -> None:
         # The new group's lock, taken before the group exists (Ganeti's add_locks).
@@ -104,7 +107,7 @@ class LUGroupAdd(_GroupLU):
             alloc_policy=op.alloc_policy or C.ALLOC_POLICY_PREFERRED,
             ndparams={k: v for k, v in (op.ndparams or {}).items() if v is not None},
             diskparams=update_diskparams({}, op.diskparams or {}),
-            ipolicy=update_group_ipolicy(self.cfg.get_cluster(), {}, op.ipolicy or {}),
+            ipolicy=group_ipolicy_change(self, None, op.ipolicy or {}),
             hv_state_static=dict(op.hv_state or {}),
             disk_state_static=dict(op.disk_state or {}))
 
@@ -206,6 +209,8 @@ class LUGroupSetParams(_GroupLU):
         op.diskparams = check_diskparams(op.diskparams)
         op.hv_state = check_state_dict(op.hv_state, "hypervisor state")
         op.disk_state = check_state_dict(op.disk_state, "disk state")
+        if op.ipolicy is not None:
+            op.ipolicy = check_ipolicy_update(op.ipolicy, group_policy=True)
 
     def expand_names(self) -> None:
         super().expand_names()
@@ -246,8 +251,7 @@ class LUGroupSetParams(_GroupLU):
             new.disk_state_static = {**group.disk_state_static, **op.disk_state}
             changes.append(["disk_state", dict(new.disk_state_static)])
         if op.ipolicy is not None:
-            new.ipolicy = update_group_ipolicy(self.cfg.get_cluster(), group.ipolicy,
-                                               op.ipolicy)
+            new.ipolicy = group_ipolicy_change(self, group, op.ipolicy)
             changes.append(["ipolicy", dict(new.ipolicy)])
         self.new_group = new
         self.changes = changes

@@ -7,9 +7,9 @@ value in an update removes the key (back to the cluster's value, Ganeti's
 ``-key`` / ``default`` syntax). The group keeps only its own values; the
 cluster fills the rest (``Cluster.fill_nd``, ``Cluster.fill_diskparams``).
 
-The group's instance policy is handled in one place only,
-:func:`update_group_ipolicy`: the instance-policy module (``corral.ipolicy``)
-owns the policy's validation and the cluster->group fill.
+The group's instance policy is checked and updated by
+:func:`corral.cmdlib.instance_policy.group_ipolicy_change` (``corral.ipolicy``
+owns the policy's validation and the cluster->group fill).
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from corral import constants as C
 from corral import errors
 from corral.cmdlib.common import validate_params
 from corral.cmdlib.instance_utils import get_updated_params
-from corral.objects import Cluster
 
 
 def check_ndparams(ndparams: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -72,20 +71,3 @@ def update_diskparams(current: dict[str, dict[str, Any]],
         else:
             out.pop(dt, None)
     return out
-
-
-def update_group_ipolicy(cluster: Cluster, current: dict[str, Any],
-                         updates: dict[str, Any]) -> dict[str, Any]:
-    """The group's own instance policy after applying ``updates``.
-
-    THE place where a group's ``ipolicy`` is computed, for OP_GROUP_ADD
-    (``current`` = ``{}``) and OP_GROUP_SET_PARAMS. Keys whose value is
-    ``None`` or ``"default"`` go back to the cluster's value (Ganeti's
-    ``GetUpdatedIPolicy(..., group_policy=True)``); other keys replace the
-    group's. Only the shape is checked here (ECODE_INVAL for a non-dict);
-    validating keys and values against the cluster-filled policy is the job
-    of ``corral.ipolicy`` and is wired in here.
-    """
-    if not isinstance(updates, dict):
-        raise errors.OpPrereqError("The instance policy must be a dict", errors.ECODE_INVAL)
-    return get_updated_params(current, updates)

@@ -7,6 +7,7 @@ from functools import cache
 from typing import Any
 
 from corral import constants as C
+from corral import ipolicy
 from corral.objects import Node, NodeGroup, fill_dict
 from corral.query.base import (
     NODATA,
@@ -203,7 +204,7 @@ def group_fields() -> dict[str, FieldDef]:
         _f("custom_diskparams", "CustomDiskParameters", "other", "Custom disk parameters",
            _attr("diskparams")),
         _f("ipolicy", "InstancePolicy", "other", "Instance policy limitations (merged)",
-           lambda ctx, g: copy_value(fill_dict(ctx.cluster.ipolicy, g.ipolicy))),
+           lambda ctx, g: ipolicy.group_ipolicy(ctx.cluster, g)),
         _f("custom_ipolicy", "CustomInstancePolicy", "other", "Custom instance policy "
            "limitations", _attr("ipolicy")),
         *_nd_fields(_group_nd),
