@@ -460,3 +460,12 @@ def ipolicy_command_args(policy: Mapping[str, Any], is_group: bool) -> str:
     if pairs:
         parts.append(" --ipolicy-bounds-specs " + "//".join(pairs))
     return "".join(parts)
+
+
+def rapi_ipolicy(policy: Any) -> Any:
+    """``policy`` as Ganeti 3.0's RAPI shows it: without ``memory-ratio``
+    (a Corral key Ganeti 3.0 does not have; its htools refuse policies with
+    unknown keys, so ``/2/info`` and ``/2/groups`` leave it out)."""
+    if not isinstance(policy, dict):
+        return policy
+    return {k: v for k, v in policy.items() if k != IPOLICY_MEMORY_RATIO}

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from corral import constants as C
+from corral.ipolicy import rapi_ipolicy
 from corral.rapi.auth import HttpError
 from corral.rapi.base import Resource, build_uri_list, query_dicts
 from corral.rapi.resources import TagsResource
@@ -20,6 +21,15 @@ from corral.rapi.resources import TagsResource
 G_FIELDS = ("alloc_policy", "name", "node_cnt", "node_list", "ipolicy", "custom_ipolicy",
             "diskparams", "custom_diskparams", "ndparams", "custom_ndparams", "ctime",
             "mtime", "uuid", "serial_no", "tags")
+
+
+def _group_dicts(master: Any, names: list[str] | None) -> list[dict[str, Any]]:
+    """G_FIELDS dicts with the policies in Ganeti 3.0's shape (htools)."""
+    rows = query_dicts(master, "group", G_FIELDS, names)
+    for row in rows:
+        for key in ("ipolicy", "custom_ipolicy"):
+            row[key] = rapi_ipolicy(row[key])
+    return rows
 
 
 class R_2_groups(Resource):
@@ -30,7 +40,7 @@ class R_2_groups(Resource):
 
     def GET(self) -> list[Any]:
         if self.use_bulk():
-            return query_dicts(self.master, "group", G_FIELDS, None)
+            return _group_dicts(self.master, None)
         rows = query_dicts(self.master, "group", ("name",), None)
         return build_uri_list([r["name"] for r in rows], "/2/groups/%s")
 
@@ -44,7 +54,7 @@ class R_2_groups_name(Resource):
     NAME = "groups_name"
 
     def GET(self) -> dict[str, Any]:
-        rows = query_dicts(self.master, "group", G_FIELDS, [self.items[0]])
+        rows = _group_dicts(self.master, [self.items[0]])
         if not rows:
             raise HttpError(404, f"Node group '{self.items[0]}' not found")
         return rows[0]

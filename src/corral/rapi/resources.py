@@ -22,6 +22,7 @@ from corral.rapi.base import (
     poll_job,
     query_dicts,
 )
+from corral.ipolicy import rapi_ipolicy
 from corral.values import os_names
 
 # rlib2.ALL_FEATURES
@@ -59,6 +60,7 @@ class R_2_info(Resource):
 
     def GET(self) -> dict[str, Any]:
         info = dict(self.master.query_cluster_info())
+        info["ipolicy"] = rapi_ipolicy(info.get("ipolicy"))
         info.setdefault("vg_name", info.get("volume_group_name"))
         info.setdefault("drbd_helper", info.get("drbd_usermode_helper"))
         return info
