@@ -390,7 +390,10 @@ def test_group_fields(env: Env) -> None:
     assert default[5] == (RS_NORMAL, "preferred")
     assert default[6] == (RS_NORMAL, {**C.NDC_DEFAULTS, C.ND_SPINDLE_COUNT: 4})
     assert default[7] == (RS_NORMAL, {C.ND_SPINDLE_COUNT: 4})
-    assert default[8] == (RS_NORMAL, {"vcpu-ratio": 2.0, "spindle-ratio": 32.0})
+    # The group's filled policy: its own vcpu-ratio over the cluster's complete one.
+    status, policy = default[8]
+    assert status == RS_NORMAL and (policy["vcpu-ratio"], policy["spindle-ratio"]) == (2.0, 32.0)
+    assert {"minmax", "std", "disk-templates"} <= set(policy)
     assert default[9] == (RS_NORMAL, {"vcpu-ratio": 2.0})
     assert set(default[10][1]) == set(C.DISK_TEMPLATES)
     assert default[11] == (RS_NORMAL, {})
