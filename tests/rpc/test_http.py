@@ -175,6 +175,30 @@ def test_connection_closed_by_server_is_not_reused(certs, serve) -> None:
         pool.close()
 
 
+def test_reused_connection_closed_before_answering_is_retried_once(certs, serve) -> None:
+    # The server closes the kept connection as the request arrives (noded
+    # leaving the cluster, restarting): sent once more on a new connection.
+    answers = iter([ok(), None, ok(b'[true, "second"]')])
+    server = serve(lambda req: next(answers))
+    pool = _pool(certs)
+    try:
+        assert pool.post(ADDR, server.port, "/a", b"[]", 5, 5).status == 200
+        assert pool.post(ADDR, server.port, "/a", b"[]", 5, 5).body == b'[true, "second"]'
+        assert server.accepted == 2
+    finally:
+        pool.close()
+    # A new connection closed without an answer is not retried.
+    answers = iter([None, ok()])
+    server = serve(lambda req: next(answers))
+    pool = _pool(certs)
+    try:
+        with pytest.raises(HttpError, match="closed the connection without answering"):
+            pool.post(ADDR, server.port, "/a", b"[]", 5, 5)
+        assert server.accepted == 1
+    finally:
+        pool.close()
+
+
 def test_framings_and_connection_close(certs, serve) -> None:
     answers = iter([
         b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"

@@ -12,8 +12,15 @@ Connections are verified with the caller's :class:`ssl.SSLContext` (the
 cluster CA and client certificate), so node daemons keep accepting only
 the cluster's certificates. Like httpcore, a connection is reused only if
 it is idle for less than :data:`IDLE_TIMEOUT` and has nothing to read
-(a node daemon that closed it, e.g. on restart, makes it readable), so a
-request is never sent twice.
+(a node daemon that closed it, e.g. on restart, makes it readable).
+
+A node daemon can still close an idle connection just after that check,
+while the request is on its way (it goes back to unjoined mode, restarts,
+or its keep-alive expires). It then closes without answering anything, and
+without having read the request: uvicorn closes only idle connections, and
+answers every request it reads. So a request that got no byte of answer on
+a *reused* connection is sent once more on a new one, as HTTP clients
+do for keep-alive races. A new connection is never retried.
 """
 
 from __future__ import annotations
@@ -87,6 +94,10 @@ class _Conn:
         return not readable
 
 
+class _Closed(Exception):
+    """The server closed the connection before answering (the cause attached)."""
+
+
 class ConnectionPool:
     """Keep-alive HTTPS connections per ``(host, port)``, thread-safe.
 
@@ -112,16 +123,35 @@ class ConnectionPool:
         :class:`ReadTimeout`, or :class:`HttpError` for any other failure.
         """
         key = (host, port)
-        conn = self._checkout(key)
-        if conn is None:
-            conn = self._connect(host, port, connect_timeout)
         netloc = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         head = (f"POST {path} HTTP/1.1\r\nHost: {netloc}\r\n{self._extra_headers}"
                 f"Content-Length: {len(body)}\r\n\r\n").encode("latin-1")
+        conn = self._checkout(key)
+        if conn is not None:
+            try:
+                return self._exchange(key, conn, head + body, timeout)
+            except _Closed:
+                pass            # closed while idle: once more on a new connection
+        conn = self._connect(host, port, connect_timeout)
+        try:
+            return self._exchange(key, conn, head + body, timeout)
+        except _Closed as err:
+            raise HttpError(str(err.__cause__)) from None
+
+    def _exchange(self, key: tuple[str, int], conn: _Conn, request: bytes,
+                  timeout: float) -> Response:
+        """Send ``request`` on ``conn`` and read the answer; :class:`_Closed`
+        when the server closed it before any byte of answer."""
         try:
             conn.sock.settimeout(timeout)
-            conn.sock.sendall(head + body)
+            try:
+                conn.sock.sendall(request)
+            except (BrokenPipeError, ConnectionResetError) as err:
+                raise _NoAnswer(str(err) or type(err).__name__) from None
             status, resp_body, keep = _read_response(conn.rfile)
+        except _NoAnswer as err:
+            conn.close()
+            raise _Closed() from err
         except TimeoutError:
             conn.close()
             raise ReadTimeout(f"timed out after {timeout:g} s") from None
@@ -184,12 +214,16 @@ class ConnectionPool:
         return _Conn(sock)
 
 
+class _NoAnswer(ConnectionError):
+    """The server closed the connection before sending any byte of answer."""
+
+
 def _readline(rfile: BinaryIO) -> bytes:
     line = rfile.readline(_MAX_LINE + 1)
     if len(line) > _MAX_LINE:
         raise ValueError("HTTP line too long")
     if not line:
-        raise ConnectionError("Server closed the connection without answering")
+        raise ConnectionError("Server closed the connection in the middle of the answer")
     return line
 
 
@@ -203,7 +237,15 @@ def _read_exact(rfile: BinaryIO, size: int) -> bytes:
 def _read_response(rfile: BinaryIO) -> tuple[int, bytes, bool]:
     """``(status, body, keep_alive)`` of one answer. Raises ``ValueError`` for
     a malformed answer, ``OSError`` for a broken connection."""
-    version, _, rest = _readline(rfile).decode("latin-1").partition(" ")
+    try:
+        first = rfile.readline(_MAX_LINE + 1)
+    except ConnectionResetError:
+        first = b""
+    if not first:
+        raise _NoAnswer("Server closed the connection without answering")
+    if len(first) > _MAX_LINE:
+        raise ValueError("HTTP line too long")
+    version, _, rest = first.decode("latin-1").partition(" ")
     if not version.startswith("HTTP/1."):
         raise ValueError(f"Not an HTTP/1.x answer: {version[:40]!r}")
     status = int(rest[:3])
