@@ -212,6 +212,17 @@ def _run_cli(args: list[str], root: Any, input: str | None = None,
                           timeout=timeout, env=full_env, check=check)
 
 
+@pytest.fixture(scope="session")
+def rapi_users() -> Callable[[Any, str], None]:
+    """``rapi_users(cluster, text)``: write the master's RAPI users file
+    (``"user password write\n..."``, Ganeti's format)."""
+    def write(cluster: Any, text: str) -> None:
+        users = cluster.master_paths.rapi_users
+        users.parent.mkdir(parents=True, exist_ok=True)
+        users.write_text(text)
+    return write
+
+
 @pytest.fixture
 def run_cli() -> Callable[..., subprocess.CompletedProcess[str]]:
     """``run_cli(args, root, input=None, timeout=300, env=None, check=False)``."""

@@ -19,11 +19,9 @@ DELAY_IS = '[["opcode", ["=", "OP_ID", "OP_TEST_DELAY"]]]'
 
 
 @pytest.fixture(scope="module")
-def cluster(module_dev_cluster: Any) -> Any:
+def cluster(module_dev_cluster: Any, rapi_users: Any) -> Any:
     c = module_dev_cluster(1)
-    users = c.master_paths.rapi_users
-    users.parent.mkdir(parents=True, exist_ok=True)
-    users.write_text(f"{USER} {PASSWORD} write\n")
+    rapi_users(c, f"{USER} {PASSWORD} write\n")
     return c
 
 

@@ -20,11 +20,9 @@ USER, PASSWORD = "rwriter", "rsecret"
 
 
 @pytest.fixture(scope="module")
-def cluster(module_dev_cluster: Any, ganeti_os_noop: Path) -> Any:
+def cluster(module_dev_cluster: Any, rapi_users: Any, ganeti_os_noop: Path) -> Any:
     c = module_dev_cluster(2)
-    users = c.master_paths.rapi_users
-    users.parent.mkdir(parents=True, exist_ok=True)
-    users.write_text(f"{USER} {PASSWORD} write\n")
+    rapi_users(c, f"{USER} {PASSWORD} write\n")
     return c
 
 

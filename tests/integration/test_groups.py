@@ -28,11 +28,9 @@ GANETI_CLIENT = Path("/usr/lib/python3/dist-packages/ganeti/rapi/client.py")
 
 
 @pytest.fixture(scope="module")
-def cluster(module_dev_cluster: Any, ganeti_os_noop: Path) -> Any:
+def cluster(module_dev_cluster: Any, rapi_users: Any, ganeti_os_noop: Path) -> Any:
     dev = module_dev_cluster(2)
-    users = dev.master_paths.rapi_users
-    users.parent.mkdir(parents=True, exist_ok=True)
-    users.write_text(f"admin {{HA1}}{ha1('admin', 'adminpw')} write\nro ropw read\n")
+    rapi_users(dev, f"admin {{HA1}}{ha1('admin', 'adminpw')} write\nro ropw read\n")
     return dev
 
 

@@ -50,11 +50,9 @@ class Cluster:
 
 
 @pytest.fixture(scope="module")
-def dev(module_dev_cluster: Any, ganeti_os_noop: Any) -> Any:
+def dev(module_dev_cluster: Any, rapi_users: Any, ganeti_os_noop: Any) -> Any:
     dev = module_dev_cluster(1)
-    users = dev.master_paths.rapi_users
-    users.parent.mkdir(parents=True, exist_ok=True)
-    users.write_text("writer secret write\n")
+    rapi_users(dev, "writer secret write\n")
     return dev
 
 

@@ -48,11 +48,9 @@ class Net:
 
 
 @pytest.fixture(scope="module")
-def net_cluster(module_dev_cluster: Any, ganeti_os_noop: Any) -> Iterator[Net]:
+def net_cluster(module_dev_cluster: Any, rapi_users: Any, ganeti_os_noop: Any) -> Iterator[Net]:
     cluster = module_dev_cluster(1)
-    users = cluster.master_paths.rapi_users
-    users.parent.mkdir(parents=True, exist_ok=True)
-    users.write_text("writer secret write\n")
+    rapi_users(cluster, "writer secret write\n")
     client = Net(cluster)
     try:
         yield client

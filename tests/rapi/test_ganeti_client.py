@@ -29,15 +29,13 @@ def _client_available() -> bool:
 
 
 @pytest.fixture(scope="module")
-def cluster(module_dev_cluster: Any, ganeti_os_noop: Path) -> Any:
+def cluster(module_dev_cluster: Any, rapi_users: Any, ganeti_os_noop: Path) -> Any:
     if not _client_available():
         # setup.sh installs python3-ganeti-rapi; CI runs setup, so this fails there.
         pytest.fail("Ganeti's RAPI client (python3-ganeti-rapi) is not installed; "
                     "run ./scripts/setup.sh")
     c = module_dev_cluster(3)
-    users = c.master_paths.rapi_users
-    users.parent.mkdir(parents=True, exist_ok=True)
-    users.write_text(f"{USER} {PASSWORD} write\n")
+    rapi_users(c, f"{USER} {PASSWORD} write\n")
     return c
 
 
